@@ -1,0 +1,79 @@
+"""Input checks shared by ops and generators: clear errors that name the argument and what was expected."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_images(images: object, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> Tensor:
+    """Checks a ``(B, C, H, W)`` batch (float in [0, 1] or uint8) and returns it as contiguous float32.
+
+    Raises:
+        TypeError: not a tensor, or a dtype other than floating point / uint8.
+        ValueError: wrong rank, channel count, empty batch or image, or non-finite values.
+    """
+    x = check_tensor(images, name)
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got rank {x.dim()} shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (B=0)")
+    if x.shape[1] not in channels:
+        raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels, got {x.shape[1]}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} has an empty image size {tuple(x.shape[2:])}")
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).mul_(1.0 / 255.0).contiguous()
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be float32 in [0, 1] or uint8, got {x.dtype}")
+    x = x.to(torch.float32).contiguous()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def check_mask(mask: object, name: str, like: Tensor) -> Tensor:
+    """Checks a ``(B, 1, H, W)`` mask matching ``like`` and returns it as contiguous float32 in {0, 1}."""
+    m = check_tensor(mask, name)
+    b, _, h, w = like.shape
+    if m.dim() == 3:
+        m = m.unsqueeze(1)
+    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] != b or tuple(m.shape[2:]) != (h, w):
+        raise ValueError(f"{name} must have shape ({b}, 1, {h}, {w}), got {tuple(m.shape)}")
+    if m.device != like.device:
+        raise ValueError(f"{name} is on {m.device} but the images are on {like.device}")
+    if m.dtype == torch.bool:
+        return m.to(torch.float32).contiguous()
+    if not (m.is_floating_point() or m.dtype == torch.uint8):
+        raise TypeError(f"{name} must be bool, uint8 or float, got {m.dtype}")
+    m = m.to(torch.float32)
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return (m > 0.5).to(torch.float32).contiguous() if m.max() <= 1 else (m > 127).to(torch.float32).contiguous()
+
+
+def check_range(value: object, name: str, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    """Checks a ``(lo, hi)`` pair (a number means ``(v, v)``) with ``lo <= hi`` inside optional bounds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (float(value), float(value))
+    try:
+        a, b = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a (low, high) pair, got {value!r}") from None
+    if not (a == a and b == b) or a > b:
+        raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
+    if (lo is not None and a < lo) or (hi is not None and b > hi):
+        raise ValueError(f"{name} must lie within [{lo}, {hi}], got {value!r}")
+    return a, b
+
+
+def check_probability(p: object, name: str) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    return float(p)

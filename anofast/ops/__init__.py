@@ -1,0 +1,1 @@
+"""Public functional ops. Each validates its inputs, then dispatches to reference / cpp / triton."""

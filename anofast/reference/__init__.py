@@ -1,0 +1,1 @@
+"""Pure-torch references: the specification of every op, and the fallback backend."""
