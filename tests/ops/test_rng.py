@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+import anofast
+from anofast import _rng
+from anofast.ops.rng import rng_uniform
+from anofast.testing import assert_verbose_equal, backend_params
+
+SEEDS = torch.tensor([0, 1, -1, 2**63 - 1, -(2**63), 123456789012345], dtype=torch.int64)
+
+
+def _hash32_numpy(x: np.ndarray) -> np.ndarray:
+    """An independent uint32 implementation of lowbias32 (numpy wraps uint32 products natively)."""
+    x = x.astype(np.uint32)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint32(16)
+        x *= np.uint32(0x7FEB352D)
+        x ^= x >> np.uint32(15)
+        x *= np.uint32(0x846CA68B)
+        x ^= x >> np.uint32(16)
+    return x
+
+
+def test_hash32_matches_uint32_arithmetic():
+    x = np.concatenate([np.arange(1000, dtype=np.uint64), np.array([2**32 - 1, 2**31, 0xDEADBEEF], dtype=np.uint64)])
+    expected = _hash32_numpy(x).astype(np.int64)
+    actual = _rng.hash32(torch.from_numpy(x.astype(np.int64))).numpy()
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_uniform_range_and_moments():
+    u = _rng.uniform(SEEDS, 3, 20000)
+    assert u.dtype == torch.float32 and u.min() >= 0 and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 0.01
+    assert abs(u.var().item() - 1 / 12) < 0.005
+    # streams and seeds decorrelated
+    assert abs(torch.corrcoef(torch.stack([u[0], u[1]]))[0, 1].item()) < 0.03
+    v = _rng.uniform(SEEDS, 4, 20000)
+    assert abs(torch.corrcoef(torch.stack([u[0], v[0]]))[0, 1].item()) < 0.03
+
+
+def test_sample_seeds_index_keyed():
+    a = anofast.sample_seeds(7, 10)
+    b = anofast.sample_seeds(7, 3, offset=4)
+    assert torch.equal(a[4:7], b)
+    assert len(set(a.tolist())) == 10 and (a >= 0).all()
+    assert not torch.equal(anofast.sample_seeds(8, 10), a)
+    # any Python int is read as int64 two's complement
+    assert torch.equal(anofast.sample_seeds(-1, 2), anofast.sample_seeds(2**64 - 1, 2))
+
+
+def test_resolve_seeds_errors():
+    with pytest.raises(TypeError, match="seed"):
+        _rng.resolve_seeds(1.5, 3)
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        _rng.resolve_seeds(torch.zeros(2, dtype=torch.int64), 3)
+    with pytest.raises(TypeError, match="int64"):
+        _rng.resolve_seeds(torch.zeros(3), 3)
+
+
+def test_rng_uniform_bad_input():
+    with pytest.raises(TypeError, match="seeds"):
+        rng_uniform(torch.zeros(3), 0, 4)
+    with pytest.raises(ValueError, match="n must"):
+        rng_uniform(SEEDS, 0, -1)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1025])
+@pytest.mark.parametrize("backend", backend_params("rng_uniform"))
+def test_backend_matches_reference_bitwise(backend, n):
+    name, device = backend
+    expected = rng_uniform(SEEDS, 5, n, backend="reference")
+    actual = rng_uniform(SEEDS.to(device), 5, n, backend=name).cpu()
+    assert_verbose_equal(actual, expected, f"rng_uniform[{name}]")
+
+
+@pytest.mark.parametrize("backend", [p for p in backend_params("rng_uniform") if p.id == "cpp"])
+def test_cpp_thread_invariant(backend):
+    torch.set_num_threads(1)
+    one = rng_uniform(SEEDS, 9, 5000, backend="cpp")
+    torch.set_num_threads(2)
+    two = rng_uniform(SEEDS, 9, 5000, backend="cpp")
+    assert torch.equal(one, two)
+
+
+def test_empty_batch():
+    out = rng_uniform(torch.zeros(0, dtype=torch.int64), 1, 5)
+    assert out.shape == (0, 5)
