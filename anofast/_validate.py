@@ -33,8 +33,15 @@ def check_images(images: object, name: str = "images", channels: tuple[int, ...]
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float32 in [0, 1] or uint8, got {x.dtype}")
     x = x.to(torch.float32).contiguous()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    lo, hi = torch.aminmax(x)  # one pass; NaN propagates into both
+    lo, hi = float(lo), float(hi)
+    if lo != lo or hi != hi:
+        raise ValueError(f"{name} contains NaN values")
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{name} must hold values in [0, 1] (float) or [0, 255] (uint8), got min {lo:.4g} and max {hi:.4g}; "
+            "undo any mean/std normalisation before generating anomalies"
+        )
     return x
 
 

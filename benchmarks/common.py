@@ -40,6 +40,7 @@ CSV_COLUMNS = (
 # Rows with the same values in these columns describe the same measurement (``--overwrite`` replaces them).
 CSV_KEY = ("op", "backend", "device", "threads", "dtype", "batch", "height", "width", "extra", "device_name")
 DEFAULT_THREADS = (1, 2)
+_SESSION: list[dict] = []  # every result of this process: a script calling main() per op writes one JSON
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -136,7 +137,7 @@ def _extension_info() -> dict:
 
 def device_name(device: torch.device) -> str:
     """The GPU's name for CUDA devices, else the CPU model."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def metadata(packages: Sequence[str] = ()) -> dict:
@@ -153,7 +154,7 @@ def metadata(packages: Sequence[str] = ()) -> dict:
         "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])) if commit else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -297,9 +298,10 @@ def main(op: str, cases: list[dict], make_fn: MakeFn, argv: Sequence[str] | None
         f"openmp={build['has_openmp']}, native={build.get('native_build')}, commit {meta['git_commit']}",
         file=sys.stderr,
     )
+    _SESSION.extend(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"metadata": meta, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"metadata": meta, "results": _SESSION}, indent=2) + "\n")
     if args.csv:
         append_csv(results, meta, RESULTS / "all.csv", args.overwrite)
     return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,18 @@ sys.path.insert(0, str(HERE))  # bench scripts import `common` as a top-level mo
 from common import case_label, matrix  # noqa: E402
 
 
-def _main_calls(path: Path) -> list[tuple[str, str, str]]:
-    """``(op, cases_name, make_fn_name)`` for each ``main("op", CASES, make_fn)`` call in the script."""
+def _main_calls(path: Path, module) -> list[tuple[str, list[dict], Callable]]:
+    """``(op, cases, make_fn)`` of each ``main("op", <cases>, <make_fn>)`` call in the script.
+
+    The argument expressions (``CASES``, ``CASES[:1]``, ...) are evaluated in the imported module's namespace.
+    """
     calls = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "main":
-            args = node.args
-            if len(args) >= 3 and isinstance(args[0], ast.Constant) and all(isinstance(a, ast.Name) for a in args[1:3]):
-                calls.append((args[0].value, args[1].id, args[2].id))
+            if len(node.args) < 3 or not isinstance(node.args[0], ast.Constant):
+                continue
+            cases, make_fn = (eval(compile(ast.Expression(a), str(path), "eval"), vars(module)) for a in node.args[1:3])
+            calls.append((node.args[0].value, cases, make_fn))
     return calls
 
 
@@ -44,15 +49,14 @@ def _params() -> list:
     for path in sorted(HERE.glob("bench_*.py")):
         try:
             module = _import(path)
-            calls = _main_calls(path)
+            calls = _main_calls(path, module)
             if not calls:
                 raise LookupError(f'{path.name} has no main("<op>", CASES, make_fn) call')
         except Exception as exc:  # surfaced as a failing test of that script rather than a collection crash
             params.append(pytest.param(None, None, None, exc, id=f"{path.stem}-error"))
             continue
-        for op, cases_name, make_fn_name in calls:
-            make_fn = getattr(module, make_fn_name)
-            for case in getattr(module, cases_name):
+        for op, cases, make_fn in calls:
+            for case in cases:
                 for cell in matrix(op):
                     pid = f"{op}-{case_label(case).replace(' ', '_')}-{cell.id}"
                     params.append(pytest.param(op, case, cell, make_fn, id=pid))

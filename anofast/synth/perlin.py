@@ -30,7 +30,8 @@ from anofast._validate import check_images, check_mask, check_probability, check
 from anofast.ops.blend import blend
 from anofast.ops.perlin import PerlinParams, perlin_mask, sample_perlin_params
 from anofast.ops.rng import rng_uniform
-from anofast.ops.texture import TextureAugParams, augment_textures, procedural_texture, sample_texture_aug_params
+from anofast.ops.augment import TextureAugParams, augment_textures, sample_texture_aug_params
+from anofast.ops.procedural import procedural_texture
 from anofast.types import AnomalyBatch
 
 DualMask = Literal["none", "anomalib", "glass"]
@@ -279,11 +280,13 @@ class PerlinAnomaly:
             {0, 1} = exactly the changed pixels, ``label`` (B,) int64 and per-sample ``params``.
         """
         images = check_images(images)
-        return self.apply(images, self.sample_params(images.shape[0], seed), foreground=foreground)
+        return self._apply(images, self.sample_params(images.shape[0], seed), foreground)
 
     def apply(self, images: Tensor, params: PerlinAnomalyParams, *, foreground: Tensor | None = None) -> AnomalyBatch:
         """Applies drawn parameters: a pure function of ``(images, params, foreground)``."""
-        images = check_images(images)
+        return self._apply(check_images(images), params, foreground)
+
+    def _apply(self, images: Tensor, params: PerlinAnomalyParams, foreground: Tensor | None) -> AnomalyBatch:
         batch, channels, height, width = images.shape
         if not isinstance(params, PerlinAnomalyParams):
             raise TypeError(f"params must be PerlinAnomalyParams from sample_params, got {type(params).__name__}")
@@ -339,7 +342,7 @@ class PerlinAnomaly:
 
     def _record(self, drawn: PerlinAnomalyParams, used: PerlinAnomalyParams, attempts: Tensor,
                 bbox: Tensor) -> dict[str, Tensor]:
-        """Compact per-sample provenance (everything but the gradient lattices, which the seed regenerates)."""
+        """Compact per-sample provenance (not the gradient lattices and LUTs, which the seed regenerates)."""
         p = used.perlin
         angle = torch.rad2deg(torch.atan2(p.rot[..., 1], p.rot[..., 0]))
         rec: dict[str, Tensor] = {
@@ -354,7 +357,9 @@ class PerlinAnomaly:
             "perlin_combine": p.combine.cpu(),
             "bbox": bbox.cpu(),
         }
-        rec.update({f"aug_{k}": v.cpu() for k, v in drawn.augment.as_dict().items()})
+        # op ids index anofast.ops.augment.OP_NAMES; the tables (LUTs) are rebuilt from the seed
+        rec["aug_ops"] = drawn.augment.op_ids.cpu()
+        rec["aug_params"] = drawn.augment.fparams.cpu()
         return rec
 
 
