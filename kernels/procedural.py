@@ -59,7 +59,7 @@ def _procedural_kernel(
     X = x.to(tl.float32)
     Y = (tl.zeros([BLOCK_W], dtype=tl.int64) + y).to(tl.float32)
     n = tl.zeros([BLOCK_W], dtype=tl.float32)
-    for o in range(0, octaves):
+    for o in range(octaves):
         step = tl.load(fp + o)
         amp = tl.load(fp + 6 + o)
         u = X * step
@@ -74,9 +74,9 @@ def _procedural_kernel(
         bb = _lattice(key, i + 1, j, o)
         c = _lattice(key, i, j + 1, o)
         d = _lattice(key, i + 1, j + 1, o)
-        top = a + su * (bb - a)
-        bottom = c + su * (d - c)
-        n = n + amp * (top + sv * (bottom - top))
+        left = a + sv * (c - a)
+        right = bb + sv * (d - bb)
+        n = n + amp * (left + su * (right - left))
     ax = tl.load(fp + 12)
     ay = tl.load(fp + 13)
     warp = tl.load(fp + 14)

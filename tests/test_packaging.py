@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def test_pure_python_install_falls_back_to_reference(pure_wheel, tmp_path):
         "print('ok')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "ANOFAST_BACKEND"}
-    env["PYTHONPATH"] = str(tmp_path)
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    # -S: no .pth files, so the developer's editable install (a meta-path finder) cannot shadow the wheel;
+    # torch and numpy still come from site-packages, after the unpacked wheel.
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), sysconfig.get_paths()["purelib"]])
+    res = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"

@@ -9,8 +9,15 @@ like the source libraries do on uint8 images.
 
 Ops that map a pixel value to a value (gamma, brightness multiply, solarize, posterize, invert) are 256-entry
 tables built on the host when sampling. Ops whose table depends on the image (autocontrast, equalize, contrast)
-build it at apply time from the histogram of the *intermediate* image; when every earlier op of that sample is a
-table, the source histogram is pushed through those tables instead (exact, no image pass).
+build it at apply time (``texture_hist_lut``) from the histogram of the *intermediate* image; when every earlier op
+of that sample is a table, the source histogram is pushed through those tables instead (exact, no image pass), and
+a caller can pass cached source histograms.
+
+With a ``box`` (e.g. the bounding box of the anomaly mask), each stage computes only the region later stages read:
+the box is grown backwards through the slots (affine: the bounding box of the inverse-mapped box plus the bilinear
+tap and 1 px; sharpness: a 1 px halo; pointwise ops: the same box), and a histogram slot that cannot push its
+histogram needs the whole previous image. Inside the box the result equals the full-image chain bit for bit;
+outside it is unspecified.
 
 Random draws (``u[j]`` = uniform ``8 k + j`` of ``Stream.AUG_PARAMS`` for slot ``k``; choice: the ``count``
 smallest of ``len(ops)`` uniforms of ``Stream.AUG_CHOICE``, in increasing order):
@@ -42,15 +49,15 @@ Mapping to the source libraries (what is exact, what is approximated):
 * ``"draem"`` (VitjanZ/DRAEM ``data_loader.py``, imgaug 0.4): ``GammaContrast((0.5, 2), per_channel=True)``
   (imgaug truncates the table, we round); ``MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30))`` becomes
   a luma shift ``Y (mul - 1) + add`` added to R, G and B, which is what multiply-then-add does in YCrCb (imgaug
-  picks one of six colour spaces and a random order per image); ``pillike.EnhanceSharpness((0, 2))`` is PIL's
-  filter (PIL truncates the final blend, we round); ``AddToHueAndSaturation((-50, 50), per_channel=True)`` is
+  picks one of six colour spaces and a random order per image); ``pillike.EnhanceSharpness((0, 2))``: the
+  smoothed image is PIL's exactly, the final blend is rounded where PIL truncates (outputs differ by at most 1); ``AddToHueAndSaturation((-50, 50), per_channel=True)`` is
   a float HSV round trip with hue +-70 degrees and saturation +-50/255 (imgaug quantises H to OpenCV's 0..180 and
   S to 0..255); ``Solarize(0.5, threshold=(32, 128))``, ``Posterize()`` (1..8 bits), ``Invert()``,
   ``pillike.Autocontrast()`` (cutoff 0..20 %) and ``pillike.Equalize()`` are exact; ``Affine(rotate=(-45, 45))``
   is bilinear with zero fill like imgaug's (sub-pixel centre conventions may differ).
 * ``"anomalib"`` (``PerlinAnomalyGenerator``, torchvision v2 on float images): ``ColorJitter(contrast=(0.5, 2))``
-  blends with the grey mean, here computed from the per-channel histogram means (torchvision: the mean of the
-  per-pixel grey image, identical up to float rounding); ``RandomPhotometricDistort(brightness=(0.8, 1.2))`` is a
+  blends with the grey mean, here ``0.299 R + 0.587 G + 0.114 B`` of the per-channel histogram means
+  (torchvision weights R by 0.2989; the mean of a linear map is the same map of the means); ``RandomPhotometricDistort(brightness=(0.8, 1.2))`` is a
   multiply table; ``RandomAdjustSharpness(2)`` is the same kernel as PIL's; ``ColorJitter(hue=+-50/360,
   saturation=(0.5, 1.5))`` becomes HSV hue +-50 degrees and an HSV saturation multiply (torchvision blends with
   the grey image for saturation, and applies the two in random order); ``RandomSolarize`` uses one threshold for
@@ -148,16 +155,24 @@ _OPS: dict[str, tuple[int, int, dict[str, Any]]] = {
 Recipe = tuple[tuple[str, dict[str, Any]], ...]
 
 
+_DRAEM_OPS = (
+    "gamma",
+    "brightness_add",
+    "sharpness",
+    "hue_saturation",
+    "solarize",
+    "posterize",
+    "invert",
+    "autocontrast",
+    "equalize",
+    "rotate",
+)
+
+
 def _recipe(solarize_threshold: float) -> dict[str, Recipe]:
     t = (solarize_threshold, solarize_threshold)
     return {
-        "draem": tuple(
-            (name, {})
-            for name in (
-                "gamma", "brightness_add", "sharpness", "hue_saturation", "solarize", "posterize", "invert",
-                "autocontrast", "equalize", "rotate",
-            )  # fmt: skip
-        ),
+        "draem": tuple((name, {}) for name in _DRAEM_OPS),
         "anomalib": (
             ("contrast", {"factor": (0.5, 2.0)}),
             ("brightness", {"factor": (0.8, 1.2)}),
@@ -260,12 +275,12 @@ def push_histogram(hist: Tensor, lut: Tensor) -> Tensor:
 
 def _span(u: Tensor, rng: tuple[float, float]) -> Tensor:
     lo, hi = rng
-    return lo + u.to(torch.float64) * (hi - lo)
+    return lo + u * (hi - lo)
 
 
 def _discrete(u: Tensor, rng: tuple[int, int]) -> Tensor:
     lo, hi = int(rng[0]), int(rng[1])
-    return (lo + torch.floor(u.to(torch.float64) * (hi - lo + 1))).clamp(max=hi)
+    return (lo + torch.floor(u * (hi - lo + 1))).clamp(max=hi)
 
 
 def _affine_params(m00: Tensor, m01: Tensor, m10: Tensor, m11: Tensor) -> Tensor:
@@ -273,7 +288,8 @@ def _affine_params(m00: Tensor, m01: Tensor, m10: Tensor, m11: Tensor) -> Tensor
 
 
 def _draw(name: str, u: Tensor, kw: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
-    """``(n, 4)`` float64 magnitudes and an optional ``(n, 3, 256)`` uint8 table for ``n`` samples of op ``name``."""
+    """``(n, 4)`` float64 magnitudes and an optional ``(n, 3, 256)`` uint8 table for ``n`` slots of op ``name``
+    (``u``: their ``(n, 8)`` float64 uniforms)."""
     n = u.shape[0]
     zero = torch.zeros(n, dtype=torch.float64)
     values = torch.arange(256, dtype=torch.float64)
@@ -295,7 +311,7 @@ def _draw(name: str, u: Tensor, kw: dict[str, Any]) -> tuple[Tensor, Tensor | No
         sat_add = _span(u[:, 2], kw["sat_add"]) / 255.0
         return torch.stack([shift, _span(u[:, 1], kw["sat_mul"]), sat_add, zero], dim=1), None
     if name == "solarize":
-        applied = (u[:, 0].to(torch.float64) < kw["p"]).to(torch.float64)
+        applied = (u[:, 0] < kw["p"]).to(torch.float64)
         t = _span(u[:, 1], kw["threshold"])
         flip = (values.view(1, 256) >= t.view(n, 1)) & (applied.view(n, 1) > 0)
         lut = torch.where(flip, 255.0 - values, values).to(torch.uint8).unsqueeze(1).expand(n, 3, 256)
@@ -306,7 +322,7 @@ def _draw(name: str, u: Tensor, kw: dict[str, Any]) -> tuple[Tensor, Tensor | No
         lut = (torch.arange(256).view(1, 256) & keep).to(torch.uint8).unsqueeze(1).expand(n, 3, 256)
         return torch.stack([bits, zero, zero, zero], dim=1), lut
     if name == "invert":
-        applied = (u[:, 0].to(torch.float64) < kw["p"]).to(torch.float64)
+        applied = (u[:, 0] < kw["p"]).to(torch.float64)
         lut = torch.where(applied.view(n, 1) > 0, 255.0 - values, values).to(torch.uint8)
         return torch.stack([applied, zero, zero, zero], dim=1), lut.unsqueeze(1).expand(n, 3, 256)
     if name == "autocontrast":
@@ -389,22 +405,22 @@ def sample_texture_aug_params(
     choice = rng_uniform(seeds, Stream.AUG_CHOICE, len(ops), backend=backend).cpu()
     order = torch.sort(choice, dim=1, stable=True).indices[:, :count]  # a random permutation's first `count`
     u = rng_uniform(seeds, Stream.AUG_PARAMS, UNIFORMS_PER_SLOT * count, backend=backend).cpu()
-    u = u.view(batch, count, UNIFORMS_PER_SLOT)
-    op_ids = torch.zeros(batch, count, dtype=torch.int32)
-    modes = torch.zeros(batch, count, dtype=torch.int32)
-    hist = torch.zeros(batch, count, dtype=torch.int32)
-    fparams = torch.zeros(batch, count, 4, dtype=torch.float64)
-    luts = _identity_lut(batch * count).view(batch, count, 3, 256)
+    u = u.view(batch * count, UNIFORMS_PER_SLOT).to(torch.float64)
+    table = torch.tensor([[_OP_ID[name], *_OPS[name][:2]] for name, _ in ops], dtype=torch.int32)[order]
+    op_ids, modes, hist = table[..., 0].contiguous(), table[..., 1].contiguous(), table[..., 2].contiguous()
+    fparams = torch.zeros(batch * count, 4, dtype=torch.float64)
+    luts = _identity_lut(batch * count)
+    flat_order = order.flatten()
     for j, (name, kw) in enumerate(ops):
-        sel = order == j  # (B, K): at most one slot per sample
-        if not bool(sel.any()):
+        idx = (flat_order == j).nonzero().flatten()  # the slots (b * count + k) that drew op j
+        if not idx.numel():
             continue
-        mode, hist_kind, _ = _OPS[name]
-        op_ids[sel], modes[sel], hist[sel] = _OP_ID[name], mode, hist_kind
-        fp, lut = _draw(name, u[sel], kw)
-        fparams[sel] = fp
+        fp, lut = _draw(name, u[idx], kw)
+        fparams[idx] = fp
         if lut is not None:
-            luts[sel] = lut
+            luts[idx] = lut
+    fparams = fparams.view(batch, count, 4)
+    luts = luts.view(batch, count, 3, 256)
     return TextureAugParams(op_ids=op_ids, modes=modes, hist=hist, fparams=fparams.to(torch.float32), luts=luts)
 
 
@@ -436,7 +452,12 @@ _PUSH, _IMAGE = 1, 2  # where a histogram-table slot gets its histogram
 
 
 def _plan(
-    modes: list[list[int]], hist: list[list[int]], fparams: list[list[list[float]]], boxes: list[list[int]], h: int, w: int
+    modes: list[list[int]],
+    hist: list[list[int]],
+    fparams: list[list[list[float]]],
+    boxes: list[list[int]],
+    h: int,
+    w: int,
 ) -> tuple[list[list[list[int]]], list[list[int]]]:
     """Last stage first: the box each stage writes (``[k][b]``) and each histogram slot's source (``[k][b]``)."""
     count = len(modes[0])
@@ -506,6 +527,8 @@ def augment_textures(
     count = params.count
     if batch == 0 or count == 0:
         return textures.clone()
+    if not bool(torch.isfinite(params.fparams).all()):
+        raise ValueError("params.fparams contains NaN or infinite values")
     dev = textures.device
     stage_boxes, source = _plan(
         params.modes.tolist(), params.hist.tolist(), params.fparams.tolist(), boxes, height, width

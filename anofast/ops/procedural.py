@@ -27,7 +27,6 @@ from anofast._validate import check_tensor
 from anofast.ops.rng import rng_uniform
 from anofast.reference.procedural import (
     CELLS,
-    WOVEN,
     F_AMPS,
     F_AX,
     F_AY,
@@ -44,6 +43,7 @@ from anofast.reference.procedural import (
     KIND_NAMES,
     MAX_OCTAVES,
     NUM_F,
+    WOVEN,
 )
 
 __all__ = ["KIND_NAMES", "ProceduralParams", "procedural_texture", "sample_procedural_params"]
@@ -100,7 +100,14 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
 def sample_procedural_params(seeds: Tensor, height: int, width: int, *, backend: str = "auto") -> ProceduralParams:
     """Draws the parameters of ``procedural_texture`` from the seeds only (sample ``i`` = ``seeds[i:i+1]``).
 
-    Returns the parameters on the CPU.
+    Args:
+        seeds: ``(B,)`` int64 per-sample seeds.
+        height: image height (frequencies are set per pixel of the longer side).
+        width: image width.
+        backend: backend of the ``rng_uniform`` draws (all agree bit for bit).
+
+    Returns:
+        :class:`ProceduralParams` on the CPU.
     """
     seeds = check_tensor(seeds, "seeds")
     if seeds.dtype != torch.int64 or seeds.dim() != 1:

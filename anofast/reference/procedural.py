@@ -5,7 +5,7 @@ bit for bit. Per sample the host gives a 32-bit stream key, ``iparams = (kind, o
 ``fparams`` (float32, layout below); every pixel ``(y, x)`` (``X``, ``Y`` its float32 coordinates) is then:
 
 1. fractal value noise ``n = sum_o amp[o] * value(X * step[o], Y * step[o], o)``, ``o < octaves``: ``value`` is the
-   bilinear blend, with smoothstep weights ``s(t) = t t (3 - 2 t)``, of the lattice values
+   bilinear blend (vertical first), with smoothstep weights ``s(t) = t t (3 - 2 t)``, of the lattice values
    ``L(i, j, o) = uniform(key, ((o * 4096 + (j & 4095)) * 4096 + (i & 4095)))`` at the four cell corners;
 2. a pattern ``t`` by kind: 0 clouds ``n``; 1 marble ``tri^4 * 0.75 + n * 0.25``; 2 stripes
    ``tri * 0.75 + n * 0.25`` (``tri = |2 frac(z) - 1|``, ``z = X ax + Y ay + warp n``); 3 woven: a basket weave of
@@ -67,9 +67,9 @@ def _value_noise(key: int, xs: Tensor, ys: Tensor, step: Tensor, octave: int) ->
     a, b = table[j, i], table[j, i + 1]
     c, d = table[j + 1, i], table[j + 1, i + 1]
     su, sv = _smooth(fu), _smooth(fv)
-    top = a + su * (b - a)
-    bottom = c + su * (d - c)
-    return top + sv * (bottom - top)
+    left = a + sv * (c - a)  # vertical first: the C++ kernel then blends one lattice row per image row
+    right = b + sv * (d - b)
+    return left + su * (right - left)
 
 
 def _frac(z: Tensor) -> Tensor:

@@ -117,7 +117,7 @@ def _huesat(s: Tensor, p: Tensor, lut: Tensor, rec: Tensor) -> Tensor:
 
 
 def _sharpness(s: Tensor, p: Tensor, lut: Tensor, rec: Tensor) -> Tensor:
-    n, c, h, w = s.shape
+    h, w = s.shape[2:]
     deg = s.clone()
     if h >= 3 and w >= 3:
         si = s.to(torch.int32)

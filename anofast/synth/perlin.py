@@ -5,7 +5,7 @@ a foreground), filled with an augmented anomaly-source texture at a per-sample o
 batched ops, each with a reference, a C++ and a Triton implementation:
 
 1. ``perlin_mask``: noise -> threshold -> placement mask and its bounding box (no work for skipped samples);
-2. ``procedural_texture`` (no source given) or a gather from the decoded texture pool;
+2. a gather from the texture pool (decoded once, or a bank of ``procedural_texture`` rendered once);
 3. ``augment_textures``: three of the method's augmentations, computed only inside the box the mask needs;
 4. ``blend``: one pass writing the anomalous image and the exact mask (pixels that really changed).
 
@@ -32,6 +32,7 @@ from anofast.ops.perlin import PerlinParams, perlin_mask, sample_perlin_params
 from anofast.ops.rng import rng_uniform
 from anofast.ops.augment import TextureAugParams, augment_textures, sample_texture_aug_params
 from anofast.ops.procedural import procedural_texture
+from anofast.ops.texture import texture_histogram
 from anofast.types import AnomalyBatch
 
 DualMask = Literal["none", "anomalib", "glass"]
@@ -39,6 +40,7 @@ _COMBINE_PROBS = {"none": (1.0, 0.0, 0.0), "anomalib": (0.5, 0.5, 0.0), "glass":
 # Counters on Stream.ANOMALY_SCALAR (fixed: adding a draw must never shift another).
 _COIN, _OPACITY_U1, _OPACITY_U2, _TEXTURE = 0, 1, 2, 3
 _N_SCALARS = 4
+_PROCEDURAL_BANK_SEED = 0x5EED_7E87
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class PerlinAnomalyParams:
         seeds: ``(B,)`` int64 per-sample seeds the rest was drawn from.
         apply: ``(B,)`` bool, False = the sample stays normal (the ``p_anomaly`` coin).
         opacity: ``(B,)`` float32 weight of the anomaly source inside the mask.
-        texture_index: ``(B,)`` int64 index into the texture pool (-1 for procedural or ``"self"`` sources).
+        texture_index: ``(B,)`` int64 index into the texture pool (-1 for the ``"self"`` source).
         perlin: the mask parameters (lattices, rotation, threshold, combine code).
         augment: the texture augmentations (ops, order, magnitudes, tables).
     """
@@ -83,13 +85,15 @@ class PerlinAnomaly:
             intersection or first mask, 1/3 each).
         augmentations: texture augmentation set (``"draem"``, ``"anomalib"``, ``"glass"`` or a list of names).
         n_augmentations: how many distinct augmentations each texture gets, in random order.
-        source: anomaly source: ``None`` (built-in procedural textures), a folder of texture images (decoded once,
+        source: anomaly source: ``None`` (a bank of ``procedural_bank`` built-in procedural textures), a folder of texture images (decoded once,
             resized to the image size and cached), a ``(N, 3, h, w)`` uint8 or float tensor of textures, or
             ``"self"`` (the image itself).
         empty_mask: ``"keep"`` (an empty mask gives a normal sample with label 0, as DRAEM) or ``"retry"`` (draw
             new noise, up to ``max_retries`` times, as anomalib and GLASS).
         max_retries: bound on re-draws for ``empty_mask="retry"``.
-        texture_size: size at which a texture folder is decoded once (then resized per image size, cached).
+        texture_size: size at which a texture folder is decoded (or the procedural bank rendered) once; it is then
+            resized per image size and cached.
+        procedural_bank: number of procedural textures rendered for ``source=None``.
         backend: ``"auto"``, ``"reference"``, ``"cpp"`` or ``"triton"`` for every op.
     """
 
@@ -109,6 +113,7 @@ class PerlinAnomaly:
         empty_mask: Literal["keep", "retry"] = "keep",
         max_retries: int = 10,
         texture_size: tuple[int, int] = (256, 256),
+        procedural_bank: int = 64,
         backend: str = "auto",
     ):
         self.p_anomaly = check_probability(p_anomaly, "p_anomaly")
@@ -139,9 +144,12 @@ class PerlinAnomaly:
         if len(texture_size) != 2 or min(texture_size) < 1:
             raise ValueError(f"texture_size must be (height, width) >= 1, got {texture_size!r}")
         self.texture_size = (int(texture_size[0]), int(texture_size[1]))
+        if not isinstance(procedural_bank, int) or procedural_bank < 1:
+            raise ValueError(f"procedural_bank must be an int >= 1, got {procedural_bank!r}")
+        self.procedural_bank = procedural_bank
         self._source_spec = source
         self._pool_src: Tensor | None = None  # decoded textures at their own size (uint8, N x 3 x h x w)
-        self._pool: dict[tuple[int, int, str], Tensor] = {}  # resized to an image size, per device
+        self._pool: dict[tuple[int, int, str], tuple[Tensor, Tensor]] = {}  # per image size and device
         self._init_source(source)
 
     # ----------------------------------------------------------------------------------------------- presets
@@ -198,12 +206,18 @@ class PerlinAnomaly:
 
     # ------------------------------------------------------------------------------------------------ source
     def _init_source(self, source: str | os.PathLike | Tensor | None) -> None:
-        """Decodes the texture pool once, at ``texture_size``; per image size it is resized once and cached."""
+        """Decodes (or renders) the texture pool once, at ``texture_size``; per image size it is resized once and
+        cached together with its histograms."""
         from anofast.data.textures import load_texture_folder, textures_from_tensor
 
-        if source is None or (isinstance(source, str) and source == "self"):
+        if isinstance(source, str) and source == "self":
             return
-        if isinstance(source, Tensor):
+        if source is None:
+            # Rendering costs ~2-3 ms per 256² texture, so the built-in source is a bank rendered once per
+            # generator (always the same bank: its seeds are fixed), not a texture per sample.
+            seeds = _rng.sample_seeds(_PROCEDURAL_BANK_SEED, self.procedural_bank)
+            self._pool_src = procedural_texture(seeds, *self.texture_size, backend=self.backend)
+        elif isinstance(source, Tensor):
             if source.dim() != 4 or source.shape[0] == 0 or source.shape[1] not in (1, 3):
                 raise ValueError(f"source: a texture tensor must have shape (N, 3, h, w) with N >= 1, "
                                  f"got {tuple(source.shape)}")
@@ -213,22 +227,24 @@ class PerlinAnomaly:
         else:
             raise TypeError(f"source must be None, 'self', a folder path or a tensor, got {type(source).__name__}")
 
-    def _texture_pool(self, size: tuple[int, int], device: torch.device) -> Tensor:
+    def _texture_pool(self, size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
+        """The pool resized to ``size`` on ``device``, and its per-texture histograms (both cached)."""
         key = (size[0], size[1], str(device))
-        pool = self._pool.get(key)
-        if pool is None:
+        cached = self._pool.get(key)
+        if cached is None:
             from anofast.data.textures import textures_from_tensor
 
             assert self._pool_src is not None
             src = self._pool_src
             pool = src if tuple(src.shape[-2:]) == size else textures_from_tensor(src, size)
             pool = pool.to(device).contiguous()
-            self._pool[key] = pool
-        return pool
+            cached = (pool, texture_histogram(pool, backend=self.backend))
+            self._pool[key] = cached
+        return cached
 
     @property
     def n_textures(self) -> int:
-        """Number of textures in the pool (0 for procedural or ``"self"`` sources)."""
+        """Number of textures in the pool (0 for the ``"self"`` source)."""
         return 0 if self._pool_src is None else int(self._pool_src.shape[0])
 
     # ------------------------------------------------------------------------------------------------ params
@@ -302,12 +318,13 @@ class PerlinAnomaly:
         attempts = torch.zeros(batch, dtype=torch.int64)
         if self.empty_mask == "retry":
             perlin, mask, bbox, attempts = self._retry_empty(params, perlin, mask, bbox, size, foreground, apply)
-        texture = self._textures(images, params, size)
+        texture, hist = self._textures(images, params, size)
         box = bbox.to(device)
-        texture = augment_textures(texture, params.augment.to(device), box=box, backend=self.backend)
+        texture = augment_textures(texture, params.augment.to(device), box=box, source_hist=hist,
+                                   backend=self.backend)
         if channels == 1:
             texture = _luma_u8(texture)
-        out, changed, count = blend(images, texture, mask, params.opacity.to(device), backend=self.backend)
+        out, changed, count = blend(images, texture, mask, params.opacity.to(device), bbox=box, backend=self.backend)
         label = (count > 0).to(torch.int64)
         record = self._record(params, replace(params, perlin=perlin), attempts, bbox)
         return AnomalyBatch(image=out, mask=changed, label=label, params=record)
@@ -330,15 +347,14 @@ class PerlinAnomaly:
             attempts[empty] = attempt
         return perlin, mask, bbox, attempts
 
-    def _textures(self, images: Tensor, params: PerlinAnomalyParams, size: tuple[int, int]) -> Tensor:
-        """Per-sample anomaly source, uint8 (B, 3, H, W)."""
-        if isinstance(self._source_spec, str) and self._source_spec == "self":
+    def _textures(self, images: Tensor, params: PerlinAnomalyParams, size: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+        """Per-sample anomaly source, uint8 (B, 3, H, W), and its histograms when they are known (cached)."""
+        if self._pool_src is None:  # "self"
             u8 = (images * 255.0 + 0.5).floor().clamp(0, 255).to(torch.uint8)
-            return u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8
-        if self._pool_src is None:
-            return procedural_texture(params.seeds.to(images.device), size[0], size[1], backend=self.backend)
-        pool = self._texture_pool(size, images.device)
-        return pool.index_select(0, params.texture_index.to(images.device))
+            return (u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8), None
+        pool, hist = self._texture_pool(size, images.device)
+        index = params.texture_index.to(images.device)
+        return pool.index_select(0, index), hist.index_select(0, index)
 
     def _record(self, drawn: PerlinAnomalyParams, used: PerlinAnomalyParams, attempts: Tensor,
                 bbox: Tensor) -> dict[str, Tensor]:

@@ -1,10 +1,16 @@
 // mirrors anofast/reference/procedural.py: seeded procedural textures from the counter RNG.
-// Torch-free core. Each row caches the lattice values it needs (two lattice rows per octave, three rows of cell
-// feature points), which are the same pure hash values the reference and the Triton kernel compute per pixel.
+// Torch-free core. Each row caches the lattice values it needs (a vertically blended lattice row per octave, three
+// rows of cell feature points): the same pure hash values the reference and the Triton kernel compute per pixel.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+// As in texture/texture.h: lets float selects and min / max vectorise. Every value is finite and every output goes
+// through round_u8, so no result changes; there is still no reassociation or contraction. hash.h is included inside
+// the region so that its functions, compiled with the same options, inline here.
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math", "finite-math-only", "no-signed-zeros")
 
 #include "common/hash.h"
 
@@ -41,9 +47,9 @@ inline uint8_t round_u8(float x) {
   return static_cast<uint8_t>(static_cast<int32_t>(v));
 }
 
-// Scratch of one task: fBm row, lattice rows, cell feature rows.
+// Scratch of one task: fBm row, blended lattice row, cell feature rows.
 struct Scratch {
-  std::vector<float> noise, lat0, lat1, jx, jy;
+  std::vector<float> noise, lattice, jx, jy;
 };
 
 // Largest lattice index a row reads at `step` (x in [0, width)), plus the right neighbour.
@@ -62,20 +68,18 @@ inline void render_row(uint32_t key, const int32_t* ip, const float* fp, int64_t
     const float v = Y * step;
     const int32_t j = floor_i32(v);
     const float sv = smooth(v - static_cast<float>(j));
+    // The blend is vertical first, so one blended lattice row serves the whole image row.
     const int32_t span = lattice_span(width, step);
+    float* col = sc.lattice.data();
     for (int32_t i = 0; i < span; ++i) {
-      sc.lat0[i] = lattice(key, i, j, o);
-      sc.lat1[i] = lattice(key, i, j + 1, o);
+      const float a = lattice(key, i, j, o), c = lattice(key, i, j + 1, o);
+      col[i] = a + sv * (c - a);
     }
-    const float* r0 = sc.lat0.data();
-    const float* r1 = sc.lat1.data();
     for (int64_t x = 0; x < width; ++x) {
       const float u = static_cast<float>(x) * step;
       const int32_t i = floor_i32(u);
       const float su = smooth(u - static_cast<float>(i));
-      const float top = r0[i] + su * (r0[i + 1] - r0[i]);
-      const float bottom = r1[i] + su * (r1[i + 1] - r1[i]);
-      n[x] = n[x] + amp * (top + sv * (bottom - top));
+      n[x] = n[x] + amp * (col[i] + su * (col[i + 1] - col[i]));
     }
   }
   // Cell feature points of the three cell rows around this row: jx/jy[(dj + 1) * stride + (i + 1)].
@@ -145,10 +149,7 @@ inline void reserve(Scratch& sc, const int32_t* ip, const float* fp, int64_t wid
   }
   const size_t cells = ip[0] == kCells ? 3 * static_cast<size_t>(lattice_span(width, fp[kCellStep]) + 1) : 0;
   if (sc.noise.size() < static_cast<size_t>(width)) sc.noise.resize(width);
-  if (sc.lat0.size() < static_cast<size_t>(span)) {
-    sc.lat0.resize(span);
-    sc.lat1.resize(span);
-  }
+  if (sc.lattice.size() < static_cast<size_t>(span)) sc.lattice.resize(span);
   if (sc.jx.size() < cells) {
     sc.jx.resize(cells);
     sc.jy.resize(cells);
@@ -156,3 +157,5 @@ inline void reserve(Scratch& sc, const int32_t* ip, const float* fp, int64_t wid
 }
 
 }  // namespace anofast::procedural
+
+#pragma GCC pop_options

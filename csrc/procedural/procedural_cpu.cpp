@@ -20,7 +20,9 @@ void procedural_texture_cpu(const carray<int64_t>& keys, const carray<int32_t>& 
   const int32_t* ip = iparams.data();
   const float* fp = fparams.data();
   for (int64_t b = 0; b < batch; ++b) {
-    if (ip[4 * b + 1] < 0 || ip[4 * b + 1] > procedural::kMaxOctaves) throw py::value_error("iparams: bad octave count");
+    if (ip[4 * b + 1] < 0 || ip[4 * b + 1] > procedural::kMaxOctaves) {
+      throw py::value_error("iparams: octave count must be in [0, 6]");
+    }
   }
   uint8_t* o = mut(out);
   py::gil_scoped_release release;

@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <cstring>
 
-// Float selects (clamps, hue wrap) only become branch-free vector code when the compiler may evaluate both sides,
-// i.e. without -ftrapping-math. This changes no value (it only drops the assumption that FP exceptions are
-// observed); -ffp-contract=off stays in force, so results remain bit-identical to the reference.
+// Float selects (clamps, hue wrap, min / max) only become branch-free vector code (minps / maxps) when the
+// compiler may evaluate both sides and need not keep NaN / signed-zero semantics. No value changes: every value
+// here is finite (inputs are bytes, parameters are checked finite), the sign of a zero never reaches an output
+// (every output goes through round_u8, and +-0 compare equal), and there is still no reassociation and no
+// contraction (-ffp-contract=off stays in force), so results remain bit-identical to the reference.
 #pragma GCC push_options
-#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("no-trapping-math", "finite-math-only", "no-signed-zeros")
 
 namespace anofast::texture {
 
@@ -122,9 +124,10 @@ inline void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const fl
 
 inline void sharpness_interior(cu8 up, cu8 s, cu8 dn, mu8 o, float factor, int64_t x0, int64_t x1) {
   for (int64_t x = x0; x < x1; ++x) {
-    const int32_t total = static_cast<int32_t>(up[x - 1]) + up[x] + up[x + 1] + s[x - 1] +
-                          5 * static_cast<int32_t>(s[x]) + s[x + 1] + dn[x - 1] + dn[x] + dn[x + 1];
-    const float deg = static_cast<float>((2 * total + 13) / 26);  // round(total / 13), half up
+    // 16-bit lanes: 2 * (3x3 sum) + 13 <= 6643.
+    const uint16_t total = static_cast<uint16_t>(up[x - 1] + up[x] + up[x + 1] + s[x - 1] + 5 * s[x] + s[x + 1] +
+                                                 dn[x - 1] + dn[x] + dn[x + 1]);
+    const float deg = static_cast<float>(static_cast<uint16_t>(2 * total + 13) / 26);  // round(total / 13), half up
     o[x] = round_u8(deg + factor * (static_cast<float>(s[x]) - deg));
   }
 }
@@ -199,6 +202,21 @@ inline uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return a
 // pixel: those chunks (most of them) skip the bounds checks.
 inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height, int64_t width, int64_t y,
                        const float* m, int64_t x0, int64_t x1) {
+  if (m[1] == 0.0f && m[2] == 0.0f && (m[0] == 1.0f || m[0] == -1.0f) && (m[3] == 1.0f || m[3] == -1.0f)) {
+    // Mirrors (and the identity) map pixel centres onto pixel centres: every fraction is 0, so the bilinear blend
+    // returns the source byte exactly. Copy it directly.
+    const int64_t sy = m[3] > 0.0f ? y : height - 1 - y;
+    for (int c = 0; c < 3; ++c) {
+      const uint8_t* __restrict s = plane + c * height * width + sy * width;
+      uint8_t* __restrict out = o[c];
+      if (m[0] > 0.0f) {
+        std::memcpy(out + x0, s + x0, static_cast<size_t>(x1 - x0));
+      } else {
+        for (int64_t x = x0; x < x1; ++x) out[x] = s[width - 1 - x];
+      }
+    }
+    return;
+  }
   constexpr int32_t kChunk = 16;  // small: a row crosses the image border in at most two (slower) chunks
   int32_t ixs[kChunk], iys[kChunk];
   float fxs[kChunk], fys[kChunk];
@@ -255,8 +273,9 @@ inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height
 #endif
 
 // One output row (sample b, row y, columns [x0, x1)) of a stage. `src` / `out` point at the sample's (3, H, W).
-ANOFAST_TEXTURE_CLONES inline void stage_row(const uint8_t* src, uint8_t* out, int32_t mode, const float* fp, const uint8_t* lut,
-                      const float* rec, int64_t height, int64_t width, int64_t y, int64_t x0, int64_t x1) {
+ANOFAST_TEXTURE_CLONES inline void stage_row(const uint8_t* src, uint8_t* out, int32_t mode, const float* fp,
+                                             const uint8_t* lut, const float* rec, int64_t height, int64_t width,
+                                             int64_t y, int64_t x0, int64_t x1) {
   const int64_t hw = height * width;
   const uint8_t* s[3];
   uint8_t* o[3];

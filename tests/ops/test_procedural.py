@@ -34,7 +34,10 @@ def test_params_cover_every_kind_and_are_sane():
     octaves = p.iparams[:, 1]
     assert ((octaves >= 1) & (octaves <= MAX_OCTAVES)).all()
     amps = p.fparams[:, F_AMPS : F_AMPS + MAX_OCTAVES]
-    assert torch.allclose(amps.sum(1), torch.ones(120)) and (amps[torch.arange(MAX_OCTAVES) >= octaves.view(-1, 1)] == 0).all()
+    assert (
+        torch.allclose(amps.sum(1), torch.ones(120))
+        and (amps[torch.arange(MAX_OCTAVES) >= octaves.view(-1, 1)] == 0).all()
+    )
     assert (p.keys >= 0).all() and (p.keys < 2**32).all()
     same = sample_procedural_params(_rng.sample_seeds(4, 120)[7:8], 256, 256)
     assert torch.equal(same.fparams[0], p.fparams[7]) and torch.equal(same.iparams[0], p.iparams[7])
