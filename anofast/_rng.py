@@ -6,13 +6,16 @@ a pure function of the sample's 64-bit seed, a stream id naming the quantity (:c
 element counter. Nothing depends on batch size, order, thread count, device or worker.
 
 Torch has no uint32 arithmetic, so values are held in int64 in [0, 2**32); each 32x32-bit product is
-split into 16-bit halves so that it never overflows int64.
+split into 16-bit halves so that it never overflows int64. The integer functions use only ``& ^ >> << * +``, so
+they take int64 torch tensors, int64 numpy arrays or Python ints alike (host-side seed derivation uses the
+latter two: a few µs instead of a few hundred for torch's per-op overhead on tiny tensors).
 """
 
 from __future__ import annotations
 
 import enum
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,8 +57,9 @@ def hash32(x: Tensor) -> Tensor:
 
 
 def sample_key(seeds: Tensor) -> Tensor:
-    """uint32 key (as int64) of each 64-bit seed."""
-    seeds = seeds.to(torch.int64)
+    """uint32 key (as int64) of each 64-bit seed (int64 tensor, int64 numpy array or Python int in int64 range)."""
+    if isinstance(seeds, Tensor):
+        seeds = seeds.to(torch.int64)
     lo = seeds & MASK32
     hi = (seeds >> 32) & MASK32  # arithmetic shift, then masked: the two's-complement high word
     return hash32(hash32(lo) ^ hi)
@@ -104,12 +108,11 @@ def sample_seeds(seed: int, count: int, offset: int = 0) -> Tensor:
     if count < 0 or offset < 0:
         raise ValueError(f"count and offset must be >= 0, got count={count}, offset={offset}")
     seed = ((seed + 2**63) % 2**64) - 2**63  # any Python int, read as a two's-complement int64
-    key = sample_key(torch.tensor([seed], dtype=torch.int64))
-    skey = stream_key(key, Stream.SEEDS)
-    idx = torch.arange(offset, offset + count, dtype=torch.int64)
+    skey = stream_key(sample_key(seed), Stream.SEEDS)  # Python ints
+    idx = np.arange(offset, offset + count, dtype=np.int64)
     hi = bits(skey, idx * 2)
     lo = bits(skey, idx * 2 + 1)
-    return ((hi & 0x7FFFFFFF) << 32) | lo
+    return torch.from_numpy(((hi & 0x7FFFFFFF) << 32) | lo)
 
 
 def resolve_seeds(seed: int | Tensor | None, batch: int, *, name: str = "seed") -> Tensor:

@@ -89,7 +89,7 @@ def blend(
             raise ValueError(f"bbox rows must satisfy 0 <= y0 <= y1 <= {height} and 0 <= x0 <= x1 <= {width}")
     out, mask, rows = dispatch("blend", dev, backend)(images, texture, placement, opacity, bbox)
     if bool((rows < 0).any()):
-        raise ValueError("images must lie in [0, 1] and contain no NaN")
+        raise ValueError("images must hold values in [0, 1] and no NaN; undo any mean/std normalisation first")
     return out, mask, rows.sum(dim=1, dtype=torch.int64)
 
 

@@ -295,12 +295,12 @@ class PerlinAnomaly:
             :class:`~anofast.AnomalyBatch` with ``image`` (B, C, H, W) float32, ``mask`` (B, 1, H, W) float32
             {0, 1} = exactly the changed pixels, ``label`` (B,) int64 and per-sample ``params``.
         """
-        images = check_images(images)
+        images = check_images(images, values=False)  # the blend kernel checks the values during its pass
         return self._apply(images, self.sample_params(images.shape[0], seed), foreground)
 
     def apply(self, images: Tensor, params: PerlinAnomalyParams, *, foreground: Tensor | None = None) -> AnomalyBatch:
         """Applies drawn parameters: a pure function of ``(images, params, foreground)``."""
-        return self._apply(check_images(images), params, foreground)
+        return self._apply(check_images(images, values=False), params, foreground)
 
     def _apply(self, images: Tensor, params: PerlinAnomalyParams, foreground: Tensor | None) -> AnomalyBatch:
         batch, channels, height, width = images.shape
