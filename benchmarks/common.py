@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark as tbench
 
-from anofast._dispatch import implemented, usable
+from anofast._dispatch import BACKENDS, implemented, usable
 
 MakeFn = Callable[[dict, str, torch.device], Callable[[], object]]
 
@@ -66,7 +66,8 @@ def matrix(op: str, backends: Iterable[str] | None = None, threads: Sequence[int
     wanted = set(backends) if backends is not None else None
     most = max(threads)
     cells = []
-    for backend in implemented(op):
+    # A composite benchmark (a generator, not a registered op) runs on every backend, forced for all its ops.
+    for backend in implemented(op) or BACKENDS:
         if wanted is not None and backend not in wanted:
             continue
         if backend == "reference":
@@ -157,6 +158,8 @@ def metadata(packages: Sequence[str] = ()) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
+        # above the CPU count, other tenants shared the machine (multi-thread timings then suffer most)
+        "load_average": list(os.getloadavg()),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions,
         "build": _extension_info(),
