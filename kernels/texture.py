@@ -1,8 +1,9 @@
 """texture_stage and texture_histogram in Triton; mirrors anofast/reference/texture.py bit for bit.
 
-One program per (sample, row, column block); the stage mode is a per-sample scalar, so each program runs one
-branch. Launched with ``enable_fp_fusion=False`` so that no multiply-add is contracted (the reference and the
-C++ kernel round every product).
+One program per (sample, row, column block); the stage modes are per-sample scalars, so each program runs one
+branch per stage, carrying the pixels through the sample's chain in registers. Launched with
+``enable_fp_fusion=False`` so that no multiply-add is contracted (the reference and the C++ kernel round every
+product).
 """
 
 import torch
@@ -36,16 +37,97 @@ def _hsv_channel(hue, n, v, vs):
 
 
 @triton.jit
+def _pointwise(mode, r, g, b, fp, lut, rec_ptr, act):
+    """One pointwise stage (LUT, BRIGHTNESS, HUESAT, GRAYSCALE; anything else: identity) on int32 channel values;
+    ``fp`` / ``lut`` point at the stage's 4 scalars and (3, 256) table."""
+    if mode == 1:  # LUT
+        r = tl.load(lut + r, mask=act, other=0).to(tl.int32)
+        g = tl.load(lut + 256 + g, mask=act, other=0).to(tl.int32)
+        b = tl.load(lut + 512 + b, mask=act, other=0).to(tl.int32)
+    elif mode == 2:  # BRIGHTNESS
+        mul1 = tl.load(fp)
+        add = tl.load(fp + 1)
+        fr = r.to(tl.float32)
+        fg = g.to(tl.float32)
+        fb = b.to(tl.float32)
+        delta = _luma(fr, fg, fb) * mul1 + add
+        r = _round_u8(fr + delta).to(tl.int32)
+        g = _round_u8(fg + delta).to(tl.int32)
+        b = _round_u8(fb + delta).to(tl.int32)
+    elif mode == 3:  # HUESAT
+        shift = tl.load(fp)
+        smul = tl.load(fp + 1)
+        sadd = tl.load(fp + 2)
+        mx = tl.maximum(tl.maximum(r, g), b)
+        d = mx - tl.minimum(tl.minimum(r, g), b)
+        rd = tl.load(rec_ptr + d, mask=act, other=0.0)
+        h_r = (g - b).to(tl.float32) * rd
+        h_g = (b - r).to(tl.float32) * rd + 2.0
+        h_b = (r - g).to(tl.float32) * rd + 4.0
+        hue = tl.where(mx == r, h_r, tl.where(mx == g, h_g, h_b))
+        hue = hue + shift
+        hue = tl.where(hue >= 6.0, hue - 6.0, hue)
+        hue = tl.where(hue < 0.0, hue + 6.0, hue)
+        sat = d.to(tl.float32) * tl.load(rec_ptr + mx, mask=act, other=0.0) * smul + sadd
+        sat = tl.minimum(tl.maximum(sat, 0.0), 1.0)
+        v = mx.to(tl.float32)
+        vs = v * sat
+        r = _round_u8(_hsv_channel(hue, 5.0, v, vs)).to(tl.int32)
+        g = _round_u8(_hsv_channel(hue, 3.0, v, vs)).to(tl.int32)
+        b = _round_u8(_hsv_channel(hue, 1.0, v, vs)).to(tl.int32)
+    elif mode == 6:  # GRAYSCALE
+        yv = _round_u8(_luma(r.to(tl.float32), g.to(tl.float32), b.to(tl.float32))).to(tl.int32)
+        r = yv
+        g = yv
+        b = yv
+    return r, g, b
+
+
+@triton.jit
+def _sharpness_channel(cp, x, yv, act, factor, H, W):
+    """PIL ImageEnhance.Sharpness of one plane ``cp`` at row ``yv``, columns ``x`` (int32 values)."""
+    border = (yv == 0) | (yv == H - 1) | (x == 0) | (x == W - 1)
+    inner = act & ~border
+    s = tl.load(cp, mask=act, other=0)
+    total = 4 * s.to(tl.int32)
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            total += tl.load(cp + dy * W + dx, mask=inner, other=0).to(tl.int32)
+    deg = ((2 * total + 13) // 26).to(tl.uint8)  # round(total / 13), half up
+    deg = tl.where(border, s, deg).to(tl.float32)
+    return _round_u8(deg + factor * (s.to(tl.float32) - deg)).to(tl.int32)
+
+
+@triton.jit
+def _affine_channel(cp, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W):
+    """Bilinear sample of one plane ``cp`` with zero fill (int32 values)."""
+    v00 = tl.load(cp + iy * W + ix, mask=act & iny0 & inx0, other=0).to(tl.float32)
+    v01 = tl.load(cp + iy * W + ix + 1, mask=act & iny0 & inx1, other=0).to(tl.float32)
+    v10 = tl.load(cp + (iy + 1) * W + ix, mask=act & iny1 & inx0, other=0).to(tl.float32)
+    v11 = tl.load(cp + (iy + 1) * W + ix + 1, mask=act & iny1 & inx1, other=0).to(tl.float32)
+    top = v00 + fx * (v01 - v00)
+    bottom = v10 + fx * (v11 - v10)
+    return _round_u8(top + fy * (bottom - top)).to(tl.int32)
+
+
+@triton.jit
 def _texture_stage_kernel(
     out_ptr,  # (B, 3, H, W) uint8
-    src_ptr,  # (B, 3, H, W) uint8
-    mode_ptr,  # (B,) int32
-    fp_ptr,  # (B, 4) float32
-    lut_ptr,  # (B, 3, 256) uint8
+    src_ptr,  # (N, 3, H, W) uint8
+    mode_ptr,  # (B, K) int32
+    fp_ptr,  # (B, K, 4) float32
+    lut_ptr,  # (B, K, 3, 256) uint8
     box_ptr,  # (B, 4) int32
+    where_ptr,  # (B, 1, H, W) float32 (read when HAS_WHERE)
+    sparse_ptr,  # (B,) uint8 (read when HAS_SPARSE)
+    index_ptr,  # (B,) int64 (read when HAS_INDEX)
     rec_ptr,  # (256,) float32
     H,
     W,
+    K,
+    HAS_WHERE: tl.constexpr,
+    HAS_SPARSE: tl.constexpr,
+    HAS_INDEX: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -58,69 +140,34 @@ def _texture_stage_kernel(
     x1 = tl.load(box_ptr + 4 * b + 3)
     yv = tl.zeros([BLOCK_W], dtype=tl.int64) + y  # a vector: the interpreter cannot mix scalar and vector masks
     act = (x >= x0) & (x < x1) & (x < W) & (yv >= y0) & (yv < y1)
-    mode = tl.load(mode_ptr + b)
     hw = H * W
-    base = b * 3 * hw + y * W
-    sp = src_ptr + base + x
-    op = out_ptr + base + x
-    if mode == 1:  # LUT
-        lb = lut_ptr + b * 768
-        for c in range(3):
-            v = tl.load(sp + c * hw, mask=act, other=0).to(tl.int32)
-            tl.store(op + c * hw, tl.load(lb + c * 256 + v, mask=act, other=0), mask=act)
-    elif mode == 2:  # BRIGHTNESS
-        mul1 = tl.load(fp_ptr + 4 * b)
-        add = tl.load(fp_ptr + 4 * b + 1)
-        r = tl.load(sp, mask=act, other=0).to(tl.float32)
-        g = tl.load(sp + hw, mask=act, other=0).to(tl.float32)
-        bb = tl.load(sp + 2 * hw, mask=act, other=0).to(tl.float32)
-        delta = _luma(r, g, bb) * mul1 + add
-        tl.store(op, _round_u8(r + delta), mask=act)
-        tl.store(op + hw, _round_u8(g + delta), mask=act)
-        tl.store(op + 2 * hw, _round_u8(bb + delta), mask=act)
-    elif mode == 3:  # HUESAT
-        shift = tl.load(fp_ptr + 4 * b)
-        smul = tl.load(fp_ptr + 4 * b + 1)
-        sadd = tl.load(fp_ptr + 4 * b + 2)
-        ir = tl.load(sp, mask=act, other=0).to(tl.int32)
-        ig = tl.load(sp + hw, mask=act, other=0).to(tl.int32)
-        ib = tl.load(sp + 2 * hw, mask=act, other=0).to(tl.int32)
-        mx = tl.maximum(tl.maximum(ir, ig), ib)
-        d = mx - tl.minimum(tl.minimum(ir, ig), ib)
-        rd = tl.load(rec_ptr + d, mask=act, other=0.0)
-        h_r = (ig - ib).to(tl.float32) * rd
-        h_g = (ib - ir).to(tl.float32) * rd + 2.0
-        h_b = (ir - ig).to(tl.float32) * rd + 4.0
-        hue = tl.where(mx == ir, h_r, tl.where(mx == ig, h_g, h_b))
-        hue = hue + shift
-        hue = tl.where(hue >= 6.0, hue - 6.0, hue)
-        hue = tl.where(hue < 0.0, hue + 6.0, hue)
-        sat = d.to(tl.float32) * tl.load(rec_ptr + mx, mask=act, other=0.0) * smul + sadd
-        sat = tl.minimum(tl.maximum(sat, 0.0), 1.0)
-        v = mx.to(tl.float32)
-        vs = v * sat
-        tl.store(op, _round_u8(_hsv_channel(hue, 5.0, v, vs)), mask=act)
-        tl.store(op + hw, _round_u8(_hsv_channel(hue, 3.0, v, vs)), mask=act)
-        tl.store(op + 2 * hw, _round_u8(_hsv_channel(hue, 1.0, v, vs)), mask=act)
-    elif mode == 4:  # SHARPNESS
-        factor = tl.load(fp_ptr + 4 * b)
-        border = (yv == 0) | (yv == H - 1) | (x == 0) | (x == W - 1)
-        inner = act & ~border
-        for c in range(3):
-            cp = sp + c * hw
-            s = tl.load(cp, mask=act, other=0)
-            total = 4 * s.to(tl.int32)
-            for dy in range(-1, 2):
-                for dx in range(-1, 2):
-                    total += tl.load(cp + dy * W + dx, mask=inner, other=0).to(tl.int32)
-            deg = ((2 * total + 13) // 26).to(tl.uint8)  # round(total / 13), half up
-            deg = tl.where(border, s, deg).to(tl.float32)
-            tl.store(op + c * hw, _round_u8(deg + factor * (s.to(tl.float32) - deg)), mask=act)
+    if HAS_WHERE:
+        w = tl.load(where_ptr + b * hw + y * W + x, mask=act, other=0.0)
+        if HAS_SPARSE:
+            dense = tl.zeros([BLOCK_W], dtype=tl.int32) + (tl.load(sparse_ptr + b) == 0).to(tl.int32)
+            act = act & ((w > 0.5) | (dense != 0))
+        else:
+            act = act & (w > 0.5)
+    if HAS_INDEX:
+        sb = src_ptr + tl.load(index_ptr + b) * 3 * hw
+    else:
+        sb = src_ptr + b * 3 * hw
+    sp = sb + y * W + x
+    mb = mode_ptr + b * K
+    fb = fp_ptr + b * K * 4
+    lb = lut_ptr + b * K * 768
+    # The first stage may read neighbours (sharpness, affine); it yields the three channels as int32 values.
+    mode = tl.load(mb)
+    if mode == 4:  # SHARPNESS
+        factor = tl.load(fb)
+        r = _sharpness_channel(sp, x, yv, act, factor, H, W)
+        g = _sharpness_channel(sp + hw, x, yv, act, factor, H, W)
+        bl = _sharpness_channel(sp + 2 * hw, x, yv, act, factor, H, W)
     elif mode == 5:  # AFFINE
-        m00 = tl.load(fp_ptr + 4 * b)
-        m01 = tl.load(fp_ptr + 4 * b + 1)
-        m10 = tl.load(fp_ptr + 4 * b + 2)
-        m11 = tl.load(fp_ptr + 4 * b + 3)
+        m00 = tl.load(fb)
+        m01 = tl.load(fb + 1)
+        m10 = tl.load(fb + 2)
+        m11 = tl.load(fb + 3)
         cx = (W - 1).to(tl.float32) * 0.5
         cy = (H - 1).to(tl.float32) * 0.5
         dx = x.to(tl.float32) - cx
@@ -137,26 +184,21 @@ def _texture_stage_kernel(
         inx1 = (ix + 1 >= 0) & (ix + 1 < W)
         iny0 = (iy >= 0) & (iy < H)
         iny1 = (iy + 1 >= 0) & (iy + 1 < H)
-        sb = src_ptr + b * 3 * hw
-        for c in range(3):
-            cp = sb + c * hw
-            v00 = tl.load(cp + iy * W + ix, mask=act & iny0 & inx0, other=0).to(tl.float32)
-            v01 = tl.load(cp + iy * W + ix + 1, mask=act & iny0 & inx1, other=0).to(tl.float32)
-            v10 = tl.load(cp + (iy + 1) * W + ix, mask=act & iny1 & inx0, other=0).to(tl.float32)
-            v11 = tl.load(cp + (iy + 1) * W + ix + 1, mask=act & iny1 & inx1, other=0).to(tl.float32)
-            top = v00 + fx * (v01 - v00)
-            bottom = v10 + fx * (v11 - v10)
-            tl.store(op + c * hw, _round_u8(top + fy * (bottom - top)), mask=act)
-    elif mode == 6:  # GRAYSCALE
-        r = tl.load(sp, mask=act, other=0).to(tl.float32)
-        g = tl.load(sp + hw, mask=act, other=0).to(tl.float32)
-        bb = tl.load(sp + 2 * hw, mask=act, other=0).to(tl.float32)
-        yv = _round_u8(_luma(r, g, bb))
-        for c in range(3):
-            tl.store(op + c * hw, yv, mask=act)
-    else:  # IDENTITY
-        for c in range(3):
-            tl.store(op + c * hw, tl.load(sp + c * hw, mask=act, other=0), mask=act)
+        r = _affine_channel(sb, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
+        g = _affine_channel(sb + hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
+        bl = _affine_channel(sb + 2 * hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
+    else:
+        r = tl.load(sp, mask=act, other=0).to(tl.int32)
+        g = tl.load(sp + hw, mask=act, other=0).to(tl.int32)
+        bl = tl.load(sp + 2 * hw, mask=act, other=0).to(tl.int32)
+        r, g, bl = _pointwise(mode, r, g, bl, fb, lb, rec_ptr, act)
+    # The rest of the chain is pointwise: the pixel stays in registers, rounded to uint8 after every stage.
+    for k in range(1, K):
+        r, g, bl = _pointwise(tl.load(mb + k), r, g, bl, fb + 4 * k, lb + 768 * k, rec_ptr, act)
+    op = out_ptr + b * 3 * hw + y * W + x
+    tl.store(op, r.to(tl.uint8), mask=act)
+    tl.store(op + hw, g.to(tl.uint8), mask=act)
+    tl.store(op + 2 * hw, bl.to(tl.uint8), mask=act)
 
 
 def texture_stage_triton(
@@ -167,16 +209,25 @@ def texture_stage_triton(
     box: torch.Tensor,
     recip: torch.Tensor,
     out: torch.Tensor,
+    where: torch.Tensor | None = None,
+    sparse: torch.Tensor | None = None,
+    src_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Same contract as ``anofast.reference.texture.texture_stage_reference`` (``recip``: its reciprocal table)."""
-    batch, _, height, width = src.shape
+    batch, _, height, width = out.shape
     if batch == 0 or height == 0 or width == 0:
         return out
     block_w = min(1024, triton.next_power_of_2(width))
     grid = (batch * height, triton.cdiv(width, block_w))
     _texture_stage_kernel[grid](
-        out, src, mode, fparams, lut, box, recip, height, width, BLOCK_W=block_w, enable_fp_fusion=False
-    )
+        out, src, mode, fparams, lut, box,
+        box if where is None else where,  # placeholders for absent tensors: never read (constexpr flags)
+        box if sparse is None else sparse.view(torch.uint8),
+        box if src_index is None else src_index,
+        recip, height, width, mode.shape[1],
+        HAS_WHERE=where is not None, HAS_SPARSE=sparse is not None, HAS_INDEX=src_index is not None,
+        BLOCK_W=block_w, enable_fp_fusion=False,
+    )  # fmt: skip
     return out
 
 

@@ -1,5 +1,5 @@
-"""Kernel-level texture ops: one augmentation stage per sample (``texture_stage``) and per-channel histograms
-(``texture_histogram``). :mod:`anofast.ops.augment` chains them into the texture-augmentation pipeline.
+"""Kernel-level texture ops: one augmentation stage (or a fused chain of stages) per sample (``texture_stage``) and
+per-channel histograms (``texture_histogram``). :mod:`anofast.ops.augment` chains them into the texture-augmentation pipeline.
 
 ``texture_hist_lut`` turns histograms into the image-dependent tables (autocontrast, equalize, contrast).
 The stage modes, the tables and their exact arithmetic are specified in :mod:`anofast.reference.texture`.
@@ -74,18 +74,36 @@ def _check_param(x: object, name: str, dtype: torch.dtype, shape: tuple[int, ...
 
 
 def texture_stage(
-    src: Tensor, mode: Tensor, fparams: Tensor, lut: Tensor, box: Tensor, out: Tensor, *, backend: str = "auto"
+    src: Tensor,
+    mode: Tensor,
+    fparams: Tensor,
+    lut: Tensor,
+    box: Tensor,
+    out: Tensor,
+    *,
+    where: Tensor | None = None,
+    sparse: Tensor | None = None,
+    src_index: Tensor | None = None,
+    backend: str = "auto",
 ) -> Tensor:
-    """Applies one augmentation step per sample, writing ``out`` inside each sample's box only.
+    """Applies one augmentation step per sample, or a chain of steps in one pass, writing ``out`` inside each
+    sample's box only (and, with ``where``, only at the mask's pixels).
 
     Args:
-        src: ``(B, 3, H, W)`` uint8 images.
+        src: ``(B, 3, H, W)`` uint8 images, or with ``src_index`` a ``(N, 3, H, W)`` pool that samples index.
         mode: ``(B,)`` int32 mode ids (``IDENTITY`` 0, ``LUT`` 1, ``BRIGHTNESS`` 2, ``HUESAT`` 3, ``SHARPNESS`` 4,
-            ``AFFINE`` 5, ``GRAYSCALE`` 6; see :mod:`anofast.reference.texture`).
-        fparams: ``(B, 4)`` float32 per-sample scalars of the mode.
-        lut: ``(B, 3, 256)`` uint8 per-channel tables (read by ``LUT`` only).
+            ``AFFINE`` 5, ``GRAYSCALE`` 6; see :mod:`anofast.reference.texture`), or ``(B, K)`` for a chain of
+            ``K >= 1`` stages per sample applied in one pass, bit-identical to ``K`` single-stage calls; every
+            stage after the first must be pointwise (``IDENTITY``, ``LUT``, ``BRIGHTNESS``, ``HUESAT``,
+            ``GRAYSCALE``; pad shorter chains with ``IDENTITY``).
+        fparams: ``(B, 4)`` float32 per-sample scalars of the mode (``(B, K, 4)`` for a chain).
+        lut: ``(B, 3, 256)`` uint8 per-channel tables, read by ``LUT`` only (``(B, K, 3, 256)`` for a chain).
         box: ``(B, 4)`` int32 ``(y0, x0, y1, x1)`` with exclusive ends, inside the image; empty boxes are allowed.
         out: ``(B, 3, H, W)`` uint8, contiguous, not ``src``: written inside the boxes, left alone elsewhere.
+        where: optional ``(B, 1, H, W)`` float32 mask (e.g. the anomaly placement mask): a sample with
+            ``sparse[b]`` is computed and written only at its pixels with ``where > 0.5`` inside its box.
+        sparse: optional ``(B,)`` bool, which samples ``where`` restricts (default: all of them).
+        src_index: optional ``(B,)`` int64: sample ``b`` reads ``src[src_index[b]]`` (no gathered copy).
         backend: ``auto``, ``reference``, ``cpp`` or ``triton``.
 
     Returns:
@@ -93,30 +111,53 @@ def texture_stage(
 
     Raises:
         TypeError: a wrong dtype.
-        ValueError: a wrong shape or device, an unknown mode, a box outside the image, ``out`` aliasing ``src``.
+        ValueError: a wrong shape or device, an unknown mode, a non-pointwise stage after the first, a box outside
+            the image, a ``src_index`` outside the pool, ``out`` aliasing ``src``.
     """
     src = _check_u8_images(src, "src").contiguous()
-    batch, _, height, width = src.shape
     dev = src.device
-    mode = _check_param(mode, "mode", torch.int32, (batch,), dev)
-    fparams = _check_param(fparams, "fparams", torch.float32, (batch, 4), dev)
-    lut = _check_param(lut, "lut", torch.uint8, (batch, 3, 256), dev)
-    box = _check_param(box, "box", torch.int32, (batch, 4), dev)
     out = _check_u8_images(out, "out")
-    if out.shape != src.shape or out.device != dev or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous {tuple(src.shape)} uint8 tensor on {dev}")
-    if out.data_ptr() == src.data_ptr() and batch > 0:
-        raise ValueError("out must not be the same buffer as src (the stencil modes read neighbours)")
+    batch, _, height, width = out.shape
+    if tuple(src.shape[2:]) != (height, width) or out.device != dev or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous (B, 3, {src.shape[2]}, {src.shape[3]}) uint8 tensor on {dev}, "
+                         f"got {tuple(out.shape)} on {out.device}")  # fmt: skip
+    mode = check_tensor(mode, "mode")
+    chain = mode.dim() == 2
+    count = mode.shape[1] if chain else 1
+    if chain and count < 1:
+        raise ValueError(f"mode must have shape (B,) or (B, K) with K >= 1, got {tuple(mode.shape)}")
+    lead = (batch, count) if chain else (batch,)
+    mode = _check_param(mode, "mode", torch.int32, lead, dev).view(batch, count)
+    fparams = _check_param(fparams, "fparams", torch.float32, (*lead, 4), dev).view(batch, count, 4)
+    lut = _check_param(lut, "lut", torch.uint8, (*lead, 3, 256), dev).view(batch, count, 3, 256)
+    box = _check_param(box, "box", torch.int32, (batch, 4), dev)
+    if src_index is None:
+        if src.shape[0] != batch:
+            raise ValueError(f"src has {src.shape[0]} images but out has {batch} (pass src_index to index a pool)")
+        if out.data_ptr() == src.data_ptr() and batch > 0:
+            raise ValueError("out must not be the same buffer as src (the stencil modes read neighbours)")
+    else:
+        src_index = _check_param(src_index, "src_index", torch.int64, (batch,), dev)
+        if batch and (int(src_index.min()) < 0 or int(src_index.max()) >= src.shape[0]):
+            raise ValueError(f"src_index must lie in [0, {src.shape[0]}), got {src_index.tolist()}")
+    if where is not None:
+        where = _check_param(where, "where", torch.float32, (batch, 1, height, width), dev)
+    if sparse is not None:
+        if where is None:
+            raise ValueError("sparse needs where")
+        sparse = _check_param(sparse, "sparse", torch.bool, (batch,), dev)
     if batch == 0:
         return out
     if bool(((mode < 0) | (mode >= len(MODE_NAMES))).any()):
         raise ValueError(f"mode ids must be in [0, {len(MODE_NAMES)}), got {mode.tolist()}")
+    if count > 1 and bool(((mode[:, 1:] == SHARPNESS) | (mode[:, 1:] == AFFINE)).any()):
+        raise ValueError(f"only the first stage of a chain may be SHARPNESS or AFFINE, got modes {mode.tolist()}")
     b = box.long()
     if bool(((b[:, :2] < 0).any(dim=1) | (b[:, 2] > height) | (b[:, 3] > width)).any()):
         raise ValueError(f"box must lie inside the {height}x{width} image, got {box.tolist()}")
     if not bool(torch.isfinite(fparams).all()):
         raise ValueError("fparams contains NaN or infinite values")
-    return dispatch("texture_stage", dev, backend)(src, mode, fparams, lut, box, out)
+    return dispatch("texture_stage", dev, backend)(src, mode, fparams, lut, box, out, where, sparse, src_index)
 
 
 def texture_histogram(images: Tensor, index: Tensor | None = None, *, backend: str = "auto") -> Tensor:
@@ -185,9 +226,11 @@ def _load_stage_cpp():
 
     fn = cpp_module().texture_stage_cpu
 
-    def texture_stage_cpp(src: Tensor, mode: Tensor, fparams: Tensor, lut: Tensor, box: Tensor, out: Tensor) -> Tensor:
-        fn(src.numpy(), mode.numpy(), fparams.numpy(), lut.numpy(), box.numpy(), reciprocal_table().numpy(),
-           out.numpy(), num_threads())  # fmt: skip
+    def texture_stage_cpp(src, mode, fparams, lut, box, out, where=None, sparse=None, src_index=None) -> Tensor:
+        fn(src.numpy(), mode.numpy(), fparams.numpy(), lut.numpy(), box.numpy(),
+           None if where is None else where.numpy(), None if sparse is None else sparse.numpy(),
+           None if src_index is None else src_index.numpy(), reciprocal_table().numpy(), out.numpy(),
+           num_threads())  # fmt: skip
         return out
 
     return texture_stage_cpp
@@ -197,8 +240,9 @@ def _load_stage_cpp():
 def _load_stage_triton():
     from anofast._kernels.texture import texture_stage_triton
 
-    def texture_stage_tr(src: Tensor, mode: Tensor, fparams: Tensor, lut: Tensor, box: Tensor, out: Tensor) -> Tensor:
-        return texture_stage_triton(src, mode, fparams, lut, box, reciprocal_table(src.device), out)
+    def texture_stage_tr(src, mode, fparams, lut, box, out, where=None, sparse=None, src_index=None) -> Tensor:
+        return texture_stage_triton(src, mode, fparams, lut, box, reciprocal_table(src.device), out, where, sparse,
+                                    src_index)  # fmt: skip
 
     return texture_stage_tr
 

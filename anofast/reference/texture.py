@@ -1,4 +1,4 @@
-"""Reference of the texture-augmentation kernels: one augmentation stage, and per-channel histograms.
+"""Reference of the texture-augmentation kernels: a chain of augmentation stages, and per-channel histograms.
 
 This module is the specification that ``csrc/texture/texture.h`` and ``kernels/texture.py`` reproduce bit for
 bit. Images are ``(B, 3, H, W)`` uint8 (planar RGB). Every float expression is written in the exact order the
@@ -23,8 +23,11 @@ id      name        output (channels c = R, G, B; ``Y = 0.299 R + 0.587 G + 0.11
 6       GRAYSCALE   ``round(Y)`` in all three channels
 ======  ==========  ====================================================================================
 
-Only pixels inside each sample's ``box = (y0, x0, y1, x1)`` (exclusive ends) are written; the rest of ``out``
-is left as it was.
+A call applies a chain of ``K`` stages per sample (``mode`` is ``(B, K)``), rounding to uint8 after each stage, so
+the bytes equal ``K`` single-stage passes; every stage after the first must be pointwise (not SHARPNESS or
+AFFINE), which lets the kernels carry a pixel through the whole chain in one pass. Only pixels inside each sample's
+``box = (y0, x0, y1, x1)`` (exclusive ends), and optionally only those where a ``where`` mask is set, are written;
+the rest of ``out`` is left as it was.
 """
 
 from __future__ import annotations
@@ -179,28 +182,48 @@ def box_mask(box: Tensor, height: int, width: int) -> Tensor:
 
 
 def texture_stage_reference(
-    src: Tensor, mode: Tensor, fparams: Tensor, lut: Tensor, box: Tensor, out: Tensor
+    src: Tensor,
+    mode: Tensor,
+    fparams: Tensor,
+    lut: Tensor,
+    box: Tensor,
+    out: Tensor,
+    where: Tensor | None = None,
+    sparse: Tensor | None = None,
+    src_index: Tensor | None = None,
 ) -> Tensor:
-    """Applies one augmentation stage per sample (see the module docstring) inside ``box``; returns ``out``.
+    """Applies a chain of stages per sample (see the module docstring) inside ``box``; returns ``out``.
 
     Args:
-        src: ``(B, 3, H, W)`` uint8.
-        mode: ``(B,)`` int32 mode ids.
-        fparams: ``(B, 4)`` float32 per-sample scalars of the mode.
-        lut: ``(B, 3, 256)`` uint8 tables (LUT mode).
+        src: ``(N, 3, H, W)`` uint8; sample ``b`` reads ``src[src_index[b]]`` (``src[b]`` without ``src_index``).
+        mode: ``(B, K)`` int32 mode ids: stage ``k`` of sample ``b`` applies ``mode[b, k]`` to the result of stage
+            ``k - 1``, rounding to uint8 in between (``K`` separate passes give the same bytes).
+        fparams: ``(B, K, 4)`` float32 per-stage scalars of the mode.
+        lut: ``(B, K, 3, 256)`` uint8 per-stage tables (LUT mode).
         box: ``(B, 4)`` int32 ``(y0, x0, y1, x1)``, exclusive ends.
         out: ``(B, 3, H, W)`` uint8, written inside the boxes only.
+        where: optional ``(B, 1, H, W)`` float32: where given, sample ``b`` with ``sparse[b]`` (every sample when
+            ``sparse`` is None) is written only at its pixels with ``where > 0.5`` inside the box.
+        sparse: optional ``(B,)`` bool.
+        src_index: optional ``(B,)`` int64.
     """
-    batch, _, height, width = src.shape
+    batch, _, height, width = out.shape
     if batch == 0:
         return out
+    image = src if src_index is None else src[src_index]
     rec = reciprocal_table(src.device)
-    result = torch.empty_like(src)
-    mode = mode.long()
-    for m in torch.unique(mode).tolist():
-        idx = (mode == m).nonzero().flatten()
-        result[idx] = _MODES[m](src[idx], fparams[idx], lut[idx], rec)
-    out.copy_(torch.where(box_mask(box, height, width), result, out))
+    for k in range(mode.shape[1]):
+        stage = mode[:, k].long()
+        result = torch.empty_like(image)
+        for m in torch.unique(stage).tolist():
+            idx = (stage == m).nonzero().flatten()
+            result[idx] = _MODES[m](image[idx], fparams[idx, k], lut[idx, k], rec)
+        image = result
+    write = box_mask(box, height, width)
+    if where is not None:
+        dense = torch.zeros(batch, dtype=torch.bool, device=out.device) if sparse is None else ~sparse
+        write = write & ((where > 0.5) | dense.view(batch, 1, 1, 1))
+    out.copy_(torch.where(write, image, out))
     return out
 
 

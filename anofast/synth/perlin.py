@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
@@ -150,6 +151,7 @@ class PerlinAnomaly:
         self._source_spec = source
         self._pool_src: Tensor | None = None  # decoded textures at their own size (uint8, N x 3 x h x w)
         self._pool: dict[tuple[int, int, str], tuple[Tensor, Tensor]] = {}  # per image size and device
+        self._local = threading.local()
         self._init_source(source)
 
     # ----------------------------------------------------------------------------------------------- presets
@@ -318,10 +320,8 @@ class PerlinAnomaly:
         attempts = torch.zeros(batch, dtype=torch.int64)
         if self.empty_mask == "retry":
             perlin, mask, bbox, attempts = self._retry_empty(params, perlin, mask, bbox, size, foreground, apply)
-        texture, hist = self._textures(images, params, size)
         box = bbox.to(device)
-        texture = augment_textures(texture, params.augment.to(device), box=box, source_hist=hist,
-                                   backend=self.backend)
+        texture = self._augmented_textures(images, params, size, box, mask)
         if channels == 1:
             texture = _luma_u8(texture)
         out, changed, count = blend(images, texture, mask, params.opacity.to(device), bbox=box, backend=self.backend)
@@ -347,14 +347,40 @@ class PerlinAnomaly:
             attempts[empty] = attempt
         return perlin, mask, bbox, attempts
 
-    def _textures(self, images: Tensor, params: PerlinAnomalyParams, size: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
-        """Per-sample anomaly source, uint8 (B, 3, H, W), and its histograms when they are known (cached)."""
-        if self._pool_src is None:  # "self"
+    def _augmented_textures(self, images: Tensor, params: PerlinAnomalyParams, size: tuple[int, int], box: Tensor,
+                            mask: Tensor) -> Tensor:
+        """Per-sample augmented anomaly source, uint8 (B, 3, H, W), computed only where the mask needs it."""
+        if self._pool_src is None:  # "self": the image is the source
             u8 = (images * 255.0 + 0.5).floor().clamp(0, 255).to(torch.uint8)
-            return (u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8), None
-        pool, hist = self._texture_pool(size, images.device)
-        index = params.texture_index.to(images.device)
-        return pool.index_select(0, index), hist.index_select(0, index)
+            pool, hist = (u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8), None
+            index = torch.arange(len(params), device=images.device)
+        else:
+            pool, hist = self._texture_pool(size, images.device)
+            index = params.texture_index.to(images.device)
+        return augment_textures(pool, params.augment.to(images.device), box=box, source_hist=hist, where=mask,
+                                src_index=index, out=self._buffer((len(params), 3, *size), images.device),
+                                backend=self.backend)
+
+    def _buffer(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """A reused uint8 scratch buffer for the augmented textures (fresh memory costs page faults on every call).
+        Per thread, so one generator can serve several threads."""
+        bufs = self._local.__dict__.setdefault("buffers", {})
+        key = (shape, str(device))
+        if key not in bufs:
+            bufs.clear()
+            bufs[key] = torch.empty(shape, dtype=torch.uint8, device=device)
+        return bufs[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into DataLoader workers: caches are rebuilt there, only the decoded source travels.
+        state = self.__dict__.copy()
+        state["_pool"] = {}
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def _record(self, drawn: PerlinAnomalyParams, used: PerlinAnomalyParams, attempts: Tensor,
                 bbox: Tensor) -> dict[str, Tensor]:

@@ -1,9 +1,12 @@
-// mirrors anofast/reference/texture.py: one texture-augmentation stage per sample, and per-channel histograms.
+// mirrors anofast/reference/texture.py: a chain of texture-augmentation stages per sample, per-channel histograms.
 // Torch-free core over raw planar (3, H, W) uint8 buffers; every float expression keeps the reference's order.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 // Float selects (clamps, hue wrap, min / max) only become branch-free vector code (minps / maxps) when the
 // compiler may evaluate both sides and need not keep NaN / signed-zero semantics. No value changes: every value
@@ -17,12 +20,16 @@ namespace anofast::texture {
 
 // std::min / std::max semantics, defined inside the pragma region: the std templates were compiled with the
 // command-line options and GCC will not inline them into functions with different ones.
+// The stage functions are forced inline into chain_row, so its AVX2 clone compiles them for AVX2 too (a call out
+// of the clone would run the baseline version).
+#define ANOFAST_TEXTURE_INLINE inline __attribute__((always_inline))
+
 template <typename T>
-inline T min_(T a, T b) {
+ANOFAST_TEXTURE_INLINE T min_(T a, T b) {
   return b < a ? b : a;
 }
 template <typename T>
-inline T max_(T a, T b) {
+ANOFAST_TEXTURE_INLINE T max_(T a, T b) {
   return a < b ? b : a;
 }
 
@@ -44,35 +51,34 @@ const float kWb = static_cast<float>(0.114);
 
 // floor(x + 0.5) clamped to [0, 255]. Clamping to [0, 255.5] before truncating gives the same integer and keeps
 // the loop vectorisable at baseline SSE2 (no floor instruction needed).
-inline uint8_t round_u8(float x) {
+ANOFAST_TEXTURE_INLINE uint8_t round_u8(float x) {
   const float v = min_(max_(x + 0.5f, 0.0f), 255.5f);
   return static_cast<uint8_t>(static_cast<int32_t>(v));
 }
 
-inline float luma(float r, float g, float b) { return r * kWr + g * kWg + b * kWb; }
+ANOFAST_TEXTURE_INLINE float luma(float r, float g, float b) { return r * kWr + g * kWg + b * kWb; }
 
 // Eight bytes per step through one 64-bit load and store: GCC's emulated byte gather (what it makes of the plain
 // loop at baseline SSE2) runs at half this speed.
-inline void lut_row(const uint8_t* __restrict s, uint8_t* __restrict o, const uint8_t* __restrict t, int64_t x0,
-                    int64_t x1) {
-  int64_t x = x0;
-  for (; x + 8 <= x1; x += 8) {
+ANOFAST_TEXTURE_INLINE void lut_row(const uint8_t* __restrict s, uint8_t* __restrict o, const uint8_t* __restrict t, int64_t n) {
+  int64_t x = 0;
+  for (; x + 8 <= n; x += 8) {
     uint64_t v, r = 0;
     std::memcpy(&v, s + x, 8);
     for (int k = 0; k < 8; ++k) r |= static_cast<uint64_t>(t[(v >> (8 * k)) & 255]) << (8 * k);
     std::memcpy(o + x, &r, 8);
   }
-  for (; x < x1; ++x) o[x] = t[s[x]];
+  for (; x < n; ++x) o[x] = t[s[x]];
 }
 
-// Pointwise rows take one __restrict pointer per plane: restrict on parameters is what lets GCC vectorise the
-// uint8 loops without alias checks (restrict-qualified locals copied from a struct are not enough).
+// Pointwise rows take one __restrict pointer per plane, each already offset to the first of the n pixels (so a
+// chain can pass a row segment through small scratch buffers): restrict on parameters is what lets GCC vectorise
+// the uint8 loops without alias checks (restrict-qualified locals copied from a struct are not enough).
 using cu8 = const uint8_t* __restrict;
 using mu8 = uint8_t* __restrict;
 
-inline void brightness_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, float mul1, float add, int64_t x0,
-                           int64_t x1) {
-  for (int64_t x = x0; x < x1; ++x) {
+ANOFAST_TEXTURE_INLINE void brightness_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, float mul1, float add, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
     const float fr = sr[x], fg = sg[x], fb = sb[x];
     const float delta = luma(fr, fg, fb) * mul1 + add;
     orr[x] = round_u8(fr + delta);
@@ -81,8 +87,8 @@ inline void brightness_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, floa
   }
 }
 
-inline void grayscale_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, int64_t x0, int64_t x1) {
-  for (int64_t x = x0; x < x1; ++x) {
+ANOFAST_TEXTURE_INLINE void grayscale_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
     const uint8_t y = round_u8(luma(sr[x], sg[x], sb[x]));
     orr[x] = y;
     og[x] = y;
@@ -91,16 +97,16 @@ inline void grayscale_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, int64
 }
 
 // One channel of HSV -> RGB: v - v s clamp(min(k, 4 - k), 0, 1), k = (hue + n) mod 6 (n = 5, 3, 1 for R, G, B).
-inline float hsv_channel(float hue, float n, float v, float vs) {
+ANOFAST_TEXTURE_INLINE float hsv_channel(float hue, float n, float v, float vs) {
   float k = hue + n;
   k = k >= 6.0f ? k - 6.0f : k;
   return v - vs * min_(max_(min_(k, 4.0f - k), 0.0f), 1.0f);
 }
 
 // shift: hue shift in sextants in [0, 6); HSV saturation becomes clamp(S * smul + sadd, 0, 1).
-inline void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const float* __restrict rec, float shift,
-                       float smul, float sadd, int64_t x0, int64_t x1) {
-  for (int64_t x = x0; x < x1; ++x) {
+ANOFAST_TEXTURE_INLINE void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const float* __restrict rec, float shift,
+                       float smul, float sadd, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
     const int32_t ir = sr[x], ig = sg[x], ib = sb[x];
     const int32_t mx = max_(max_(ir, ig), ib);
     const int32_t d = mx - min_(min_(ir, ig), ib);
@@ -122,8 +128,9 @@ inline void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const fl
   }
 }
 
-inline void sharpness_interior(cu8 up, cu8 s, cu8 dn, mu8 o, float factor, int64_t x0, int64_t x1) {
-  for (int64_t x = x0; x < x1; ++x) {
+// `up`, `s`, `dn` point at column x0 of rows y-1, y, y+1 (column x0 - 1 exists); `o` at the first output pixel.
+ANOFAST_TEXTURE_INLINE void sharpness_interior(cu8 up, cu8 s, cu8 dn, mu8 o, float factor, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
     // 16-bit lanes: 2 * (3x3 sum) + 13 <= 6643.
     const uint16_t total = static_cast<uint16_t>(up[x - 1] + up[x] + up[x + 1] + s[x - 1] + 5 * s[x] + s[x + 1] +
                                                  dn[x - 1] + dn[x] + dn[x + 1]);
@@ -132,37 +139,35 @@ inline void sharpness_interior(cu8 up, cu8 s, cu8 dn, mu8 o, float factor, int64
   }
 }
 
-// PIL ImageEnhance.Sharpness on one row y of one plane (`s` points at row y; rows y-1 and y+1 exist when
-// 0 < y < height - 1).
-inline void sharpness_row(const uint8_t* __restrict s, uint8_t* __restrict o, int64_t width, bool border_row,
+// PIL ImageEnhance.Sharpness on the pixels [x0, x1) of row y of one plane (`s` points at column 0 of row y; rows
+// y-1 and y+1 exist when 0 < y < height - 1); `o` points at the output of pixel x0.
+ANOFAST_TEXTURE_INLINE void sharpness_row(const uint8_t* __restrict s, uint8_t* __restrict o, int64_t width, bool border_row,
                           float factor, int64_t x0, int64_t x1) {
   if (border_row || width < 3) {
     // Border pixels keep src: deg = src, and round(src + f * 0) = src.
-    std::memcpy(o + x0, s + x0, static_cast<size_t>(x1 - x0));
+    std::memcpy(o, s + x0, static_cast<size_t>(x1 - x0));
     return;
   }
-  const uint8_t* up = s - width;
-  const uint8_t* dn = s + width;
   int64_t a = x0, b = x1;
   if (a == 0) {
     o[0] = s[0];
     a = 1;
   }
   if (b == width) {
-    o[width - 1] = s[width - 1];
+    o[width - 1 - x0] = s[width - 1];
     b = width - 1;
   }
-  sharpness_interior(up, s, dn, o, factor, a, b);
+  if (b > a) sharpness_interior(s - width + a, s + a, s + width + a, o + (a - x0), factor, b - a);
 }
 
 // floor for |v| < 2^31 without a floor instruction (baseline SSE2 has none): truncate, step down if above.
-inline int32_t floor_i32(float v) {
+ANOFAST_TEXTURE_INLINE int32_t floor_i32(float v) {
   const int32_t i = static_cast<int32_t>(v);
   return i - (v < static_cast<float>(i) ? 1 : 0);
 }
 
 // Source coordinates of n consecutive pixels of a row: integer parts (floor) and fractions.
-inline void affine_coords(int32_t xs, int32_t n, float cx, float cy, float m0, float m2, float by, float bty,
+ANOFAST_TEXTURE_INLINE void affine_coords(int32_t xs, int32_t n, float cx, float cy, float m0, float m2, float by, float bty,
                           int32_t* __restrict ixs, int32_t* __restrict iys, float* __restrict fxs,
                           float* __restrict fys) {
   for (int32_t j = 0; j < n; ++j) {
@@ -179,7 +184,7 @@ inline void affine_coords(int32_t xs, int32_t n, float cx, float cy, float m0, f
 
 // Bilinear blend of one channel; taps[j] packs its four tap bytes (00, 01, 10, 11 from the low byte up), with 0 for
 // a tap outside the image (the reference's zero fill).
-inline void affine_blend(uint8_t* __restrict out, int32_t n, const uint32_t* __restrict taps,
+ANOFAST_TEXTURE_INLINE void affine_blend(uint8_t* __restrict out, int32_t n, const uint32_t* __restrict taps,
                          const float* __restrict fxs, const float* __restrict fys) {
   for (int32_t j = 0; j < n; ++j) {
     const uint32_t t = taps[j];
@@ -193,14 +198,14 @@ inline void affine_blend(uint8_t* __restrict out, int32_t n, const uint32_t* __r
   }
 }
 
-inline uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return a | b << 8 | c << 16 | d << 24; }
+ANOFAST_TEXTURE_INLINE uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return a | b << 8 | c << 16 | d << 24; }
 
 // Bilinear sample at M (p - c) + c with zero fill; `plane` points at the sample's (3, H, W) source. Pixels go in
 // chunks: coordinates (vectorised), then per channel a byte gather packing the four taps of a pixel into one word,
 // then the vectorised blend (the gather itself cannot be vectorised at baseline SSE2). The map is linear along the
 // row, so a chunk whose first and last pixels have all four taps inside (outside) the image has that for every
-// pixel: those chunks (most of them) skip the bounds checks.
-inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height, int64_t width, int64_t y,
+// pixel: those chunks (most of them) skip the bounds checks. o[c] points at the output of pixel x0.
+ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height, int64_t width, int64_t y,
                        const float* m, int64_t x0, int64_t x1) {
   if (m[1] == 0.0f && m[2] == 0.0f && (m[0] == 1.0f || m[0] == -1.0f) && (m[3] == 1.0f || m[3] == -1.0f)) {
     // Mirrors (and the identity) map pixel centres onto pixel centres: every fraction is 0, so the bilinear blend
@@ -210,9 +215,9 @@ inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height
       const uint8_t* __restrict s = plane + c * height * width + sy * width;
       uint8_t* __restrict out = o[c];
       if (m[0] > 0.0f) {
-        std::memcpy(out + x0, s + x0, static_cast<size_t>(x1 - x0));
+        std::memcpy(out, s + x0, static_cast<size_t>(x1 - x0));
       } else {
-        for (int64_t x = x0; x < x1; ++x) out[x] = s[width - 1 - x];
+        for (int64_t x = x0; x < x1; ++x) out[x - x0] = s[width - 1 - x];
       }
     }
     return;
@@ -259,11 +264,41 @@ inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height
         }
       }
     }
-    for (int c = 0; c < 3; ++c) affine_blend(o[c] + xs, n, taps[c], fxs, fys);
+    for (int c = 0; c < 3; ++c) affine_blend(o[c] + (xs - x0), n, taps[c], fxs, fys);
   }
 }
 
-// Where the compiler supports it, stage_row is also built for AVX2 and picked at load time (glibc ifunc): the
+ANOFAST_TEXTURE_INLINE bool is_pointwise(int32_t mode) { return mode != kSharpness && mode != kAffine; }
+
+// One stage on the pixels [x0, x1) of row y. Pointwise modes read `in` (three plane pointers at pixel x0);
+// SHARPNESS and AFFINE read the sample's whole (3, H, W) source `plane` instead (so only the first stage of a chain
+// may be one of them). Writes o[c][0 .. x1 - x0).
+ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const uint8_t* lut, const float* rec, const uint8_t* plane,
+                          int64_t height, int64_t width, int64_t y, int64_t x0, int64_t x1, const uint8_t* const in[3],
+                          uint8_t* const o[3]) {
+  const int64_t n = x1 - x0;
+  switch (mode) {
+    case kLut:
+      for (int c = 0; c < 3; ++c) lut_row(in[c], o[c], lut + c * 256, n);
+      break;
+    case kBrightness: brightness_row(in[0], in[1], in[2], o[0], o[1], o[2], fp[0], fp[1], n); break;
+    case kHueSat: huesat_row(in[0], in[1], in[2], o[0], o[1], o[2], rec, fp[0], fp[1], fp[2], n); break;
+    case kSharpness: {
+      const bool border = y == 0 || y == height - 1;
+      for (int c = 0; c < 3; ++c) {
+        sharpness_row(plane + (c * height + y) * width, o[c], width, border, fp[0], x0, x1);
+      }
+      break;
+    }
+    case kAffine: affine_row(plane, o, height, width, y, fp, x0, x1); break;
+    case kGrayscale: grayscale_row(in[0], in[1], in[2], o[0], o[1], o[2], n); break;
+    default:
+      for (int c = 0; c < 3; ++c) std::memcpy(o[c], in[c], static_cast<size_t>(n));
+      break;
+  }
+}
+
+// Where the compiler supports it, chain_row is also built for AVX2 and picked at load time (glibc ifunc): the
 // wheel stays baseline x86-64, and AVX2 machines run the pointwise loops about twice as fast. AVX2 brings no FMA
 // (a separate ISA flag) and -ffp-contract=off holds, so both versions compute the same bits.
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(ANOFAST_NO_CLONES)
@@ -272,34 +307,140 @@ inline void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height
 #define ANOFAST_TEXTURE_CLONES
 #endif
 
-// One output row (sample b, row y, columns [x0, x1)) of a stage. `src` / `out` point at the sample's (3, H, W).
-ANOFAST_TEXTURE_CLONES inline void stage_row(const uint8_t* src, uint8_t* out, int32_t mode, const float* fp,
+constexpr int64_t kSegment = 256;  // pixels a chain carries through its stack scratch at a time
+
+// A sample's chain on the pixels [x0, x1) of row y: the stages stages[0 .. n_stages) (indices into the sample's
+// mode (K,), fp (K, 4), lut (K, 3, 256)) in order; the first reads `plane` (the sample's (3, H, W) source), each
+// later one (pointwise) reads the previous one's bytes from a stack buffer, the last writes `out` (the sample's
+// (3, H, W) output). Every stage rounds to uint8 as a separate pass would, so the bytes are those of n_stages passes.
+ANOFAST_TEXTURE_CLONES inline void chain_row(const uint8_t* plane, uint8_t* out, const int32_t* stages,
+                                             int32_t n_stages, const int32_t* mode, const float* fp,
                                              const uint8_t* lut, const float* rec, int64_t height, int64_t width,
                                              int64_t y, int64_t x0, int64_t x1) {
   const int64_t hw = height * width;
-  const uint8_t* s[3];
-  uint8_t* o[3];
-  for (int c = 0; c < 3; ++c) {
-    s[c] = src + c * hw + y * width;
-    o[c] = out + c * hw + y * width;
-  }
-  switch (mode) {
-    case kLut:
-      for (int c = 0; c < 3; ++c) lut_row(s[c], o[c], lut + c * 256, x0, x1);
-      break;
-    case kBrightness: brightness_row(s[0], s[1], s[2], o[0], o[1], o[2], fp[0], fp[1], x0, x1); break;
-    case kHueSat: huesat_row(s[0], s[1], s[2], o[0], o[1], o[2], rec, fp[0], fp[1], fp[2], x0, x1); break;
-    case kSharpness: {
-      const bool border = y == 0 || y == height - 1;
-      for (int c = 0; c < 3; ++c) sharpness_row(s[c], o[c], width, border, fp[0], x0, x1);
-      break;
+  uint8_t scratch[2][3][kSegment];
+  for (int64_t xa = x0; xa < x1; xa += kSegment) {
+    const int64_t xb = min_(x1, xa + kSegment);
+    const uint8_t* in[3];
+    uint8_t* o[3];
+    for (int c = 0; c < 3; ++c) in[c] = plane + c * hw + y * width + xa;
+    for (int32_t i = 0; i < n_stages; ++i) {
+      const int32_t k = stages[i];
+      for (int c = 0; c < 3; ++c) o[c] = i == n_stages - 1 ? out + c * hw + y * width + xa : scratch[i & 1][c];
+      stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, plane, height, width, y, xa, xb, in, o);
+      for (int c = 0; c < 3; ++c) in[c] = o[c];
     }
-    case kAffine: affine_row(src, o, height, width, y, fp, x0, x1); break;
-    case kGrayscale: grayscale_row(s[0], s[1], s[2], o[0], o[1], o[2], x0, x1); break;
-    default:
-      for (int c = 0; c < 3; ++c) std::memcpy(o[c] + x0, s[c] + x0, static_cast<size_t>(x1 - x0));
-      break;
   }
+}
+
+// Finds the maximal runs of pixels with w[x] > 0.5 in [x0, x1), left to right: writes their first and one-past-last
+// columns, returns how many (at most (x1 - x0 + 1) / 2). Tests 64 pixels per word (SSE2 compares where available),
+// so the empty stretches of a sparse mask cost little.
+ANOFAST_TEXTURE_INLINE int32_t find_runs(const float* w, int64_t x0, int64_t x1, int64_t* starts, int64_t* ends) {
+  int32_t count = 0;
+  bool open = false;
+  for (int64_t base = x0; base < x1; base += 64) {
+    const int n = static_cast<int>(min_(int64_t{64}, x1 - base));
+    const float* p = w + base;
+    uint64_t m = 0;
+    int k = 0;
+#ifdef __SSE2__
+    const __m128 half = _mm_set1_ps(0.5f);
+    for (; k + 4 <= n; k += 4) {
+      m |= static_cast<uint64_t>(_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(p + k), half))) << k;
+    }
+#endif
+    for (; k < n; ++k) m |= static_cast<uint64_t>(p[k] > 0.5f) << k;
+    int pos = 0;  // bits below pos are done
+    while (pos < 64) {
+      const uint64_t from = ~uint64_t{0} << pos;
+      // The next bit that differs from the current state (bits >= n are 0: a run open at bit n ends at x1).
+      const uint64_t next = (open ? ~m : m) & from;
+      if (!next) break;
+      pos = __builtin_ctzll(next);
+      if (open) {
+        ends[count++] = base + pos;
+      } else {
+        starts[count] = base + pos;
+      }
+      open = !open;
+    }
+  }
+  if (open) ends[count++] = x1;
+  return count;
+}
+
+// Pixels of one sample packed for the pointwise stages of a chain, and the runs they came from.
+struct Pack {
+  static constexpr int32_t kSize = 1024;
+  uint8_t buf[2][3][kSize];
+  int64_t run_y[kSize], run_x[kSize];
+  int32_t run_n[kSize], run_at[kSize];
+  int32_t n_runs = 0, used = 0;
+};
+
+// Runs stages[first .. n_stages) (pointwise) over the packed pixels, writes them back to their runs in `out` (the
+// sample's (3, H, W)) and empties the pack.
+ANOFAST_TEXTURE_INLINE void flush_pack(Pack& p, uint8_t* out, int32_t first, const int32_t* stages, int32_t n_stages,
+                                       const int32_t* mode, const float* fp, const uint8_t* lut, const float* rec,
+                                       int64_t height, int64_t width) {
+  int cur = 0;
+  for (int32_t i = first; i < n_stages; ++i, cur ^= 1) {
+    const int32_t k = stages[i];
+    const uint8_t* in[3] = {p.buf[cur][0], p.buf[cur][1], p.buf[cur][2]};
+    uint8_t* o[3] = {p.buf[cur ^ 1][0], p.buf[cur ^ 1][1], p.buf[cur ^ 1][2]};
+    stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, nullptr, height, width, 0, 0, p.used, in, o);
+  }
+  const int64_t hw = height * width;
+  for (int32_t r = 0; r < p.n_runs; ++r) {
+    for (int c = 0; c < 3; ++c) {
+      std::memcpy(out + c * hw + p.run_y[r] * width + p.run_x[r], p.buf[cur][c] + p.run_at[r],
+                  static_cast<size_t>(p.run_n[r]));
+    }
+  }
+  p.n_runs = p.used = 0;
+}
+
+// The sparse form of chain_row over rows [y0, y1) and columns [x0, x1) of one sample: only the pixels with
+// where[y * width + x] > 0.5. Mask runs are short (a Perlin blob crosses a row in a few pixels), so instead of running
+// the chain run by run (scalar loop tails, a call per stage per run) the pixels are packed into a buffer, the
+// pointwise stages run over the whole buffer, and the results go back run by run. A first stage that reads
+// neighbours runs per run, at the pixels' real positions, straight into the buffer.
+ANOFAST_TEXTURE_CLONES inline void chain_sparse(const uint8_t* plane, uint8_t* out, const float* where,
+                                                const int32_t* stages, int32_t n_stages, const int32_t* mode,
+                                                const float* fp, const uint8_t* lut, const float* rec, int64_t height,
+                                                int64_t width, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+  constexpr int64_t kCols = 1024;  // columns scanned at a time
+  Pack p;
+  int64_t starts[kCols / 2], ends[kCols / 2];
+  const int64_t hw = height * width;
+  const int32_t head = stages[0];
+  const bool stencil = !is_pointwise(mode[head]);
+  for (int64_t y = y0; y < y1; ++y) {
+    for (int64_t xc = x0; xc < x1; xc += kCols) {
+      const int32_t found = find_runs(where + y * width, xc, min_(x1, xc + kCols), starts, ends);
+      for (int32_t r = 0; r < found; ++r) {
+        for (int64_t xa = starts[r]; xa < ends[r];) {
+          if (p.used == Pack::kSize) flush_pack(p, out, stencil, stages, n_stages, mode, fp, lut, rec, height, width);
+          const int32_t n = static_cast<int32_t>(min_(ends[r] - xa, static_cast<int64_t>(Pack::kSize - p.used)));
+          uint8_t* o[3] = {p.buf[0][0] + p.used, p.buf[0][1] + p.used, p.buf[0][2] + p.used};
+          if (stencil) {
+            stage_segment(mode[head], fp + 4 * head, lut + 768 * head, rec, plane, height, width, y, xa, xa + n,
+                          nullptr, o);
+          } else {
+            for (int c = 0; c < 3; ++c) std::memcpy(o[c], plane + c * hw + y * width + xa, static_cast<size_t>(n));
+          }
+          p.run_y[p.n_runs] = y;
+          p.run_x[p.n_runs] = xa;
+          p.run_n[p.n_runs] = n;
+          p.run_at[p.n_runs++] = p.used;
+          p.used += n;
+          xa += n;
+        }
+      }
+    }
+  }
+  if (p.used) flush_pack(p, out, stencil, stages, n_stages, mode, fp, lut, rec, height, width);
 }
 
 // --- image-dependent tables (host-side work, done here so the CPU path has no per-call torch overhead) ---------

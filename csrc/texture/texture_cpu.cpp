@@ -1,7 +1,11 @@
-// mirrors anofast/reference/texture.py: bindings of texture_stage_cpu and texture_histogram_cpu.
+// mirrors anofast/reference/texture.py: bindings of texture_stage_cpu, texture_histogram_cpu, texture_hist_lut_cpu.
 #include "texture/texture.h"
 
+#include <algorithm>
+#include <optional>
 #include <vector>
+
+#include <pybind11/stl.h>
 
 #include "common/buffer.h"
 #include "common/parallel.h"
@@ -10,18 +14,42 @@
 namespace anofast {
 namespace {
 
+// src (N, 3, H, W); out (B, 3, H, W); sample b reads src[src_index[b]] (src[b] without an index). Each sample runs
+// its chain of K stages (mode (B, K)) inside its box, and only where where[b] > 0.5 if sparse[b] (all samples when
+// where is given without sparse).
 void texture_stage_cpu(const carray<uint8_t>& src, const carray<int32_t>& mode, const carray<float>& fparams,
-                       const carray<uint8_t>& lut, const carray<int32_t>& box, const carray<float>& recip,
+                       const carray<uint8_t>& lut, const carray<int32_t>& box,
+                       const std::optional<carray<float>>& where, const std::optional<carray<bool>>& sparse,
+                       const std::optional<carray<int64_t>>& src_index, const carray<float>& recip,
                        carray<uint8_t>& out, int num_threads) {
   check_shape(src, "src", {-1, 3, -1, -1});
-  const int64_t batch = src.shape(0), height = src.shape(2), width = src.shape(3);
-  check_shape(mode, "mode", {batch});
-  check_shape(fparams, "fparams", {batch, 4});
-  check_shape(lut, "lut", {batch, 3, 256});
+  const int64_t n_src = src.shape(0), height = src.shape(2), width = src.shape(3);
+  check_shape(mode, "mode", {-1, -1});
+  const int64_t batch = mode.shape(0), count = mode.shape(1);
+  check_shape(fparams, "fparams", {batch, count, 4});
+  check_shape(lut, "lut", {batch, count, 3, 256});
   check_shape(box, "box", {batch, 4});
   check_shape(recip, "recip", {256});
   check_shape(out, "out", {batch, 3, height, width});
   if (out.data() == src.data()) throw py::value_error("out must not be the same buffer as src");
+  if (count < 1) throw py::value_error("mode: at least one stage per sample");
+  const float* wh = nullptr;
+  if (where) {
+    check_shape(*where, "where", {batch, 1, height, width});
+    wh = where->data();
+  }
+  const bool* sp = nullptr;
+  if (sparse) {
+    check_shape(*sparse, "sparse", {batch});
+    sp = sparse->data();
+  }
+  const int64_t* si = nullptr;
+  if (src_index) {
+    check_shape(*src_index, "src_index", {batch});
+    si = src_index->data();
+  } else if (n_src != batch) {
+    throw py::value_error("src: without src_index it must have one image per sample");
+  }
   const uint8_t* s = src.data();
   const int32_t* md = mode.data();
   const float* fp = fparams.data();
@@ -29,25 +57,57 @@ void texture_stage_cpu(const carray<uint8_t>& src, const carray<int32_t>& mode, 
   const int32_t* bx = box.data();
   const float* rec = recip.data();
   uint8_t* o = mut(out);
+  // Per sample, the stages that do work: IDENTITY after the first is a no-op, and a leading IDENTITY can be dropped
+  // when a (pointwise) stage follows it.
+  std::vector<int32_t> stages(static_cast<size_t>(batch * count));
+  std::vector<int32_t> n_stages(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
-    if (md[b] < 0 || md[b] >= texture::kNumModes) throw py::value_error("mode: unknown mode id");
+    const int32_t* mb = md + b * count;
     const int32_t* bb = bx + 4 * b;
     if (bb[0] < 0 || bb[1] < 0 || bb[2] > height || bb[3] > width) throw py::value_error("box: outside the image");
+    if (si && (si[b] < 0 || si[b] >= n_src)) throw py::value_error("src_index: texture index out of range");
+    int32_t n = 0;
+    for (int64_t k = 0; k < count; ++k) {
+      if (mb[k] < 0 || mb[k] >= texture::kNumModes) throw py::value_error("mode: unknown mode id");
+      if (k > 0 && !texture::is_pointwise(mb[k])) {
+        throw py::value_error("mode: only the first stage of a chain may be sharpness or affine");
+      }
+      if (mb[k] != texture::kIdentity) stages[b * count + n++] = static_cast<int32_t>(k);
+    }
+    if (n == 0) stages[b * count + n++] = 0;  // all IDENTITY: one copy
+    n_stages[b] = n;
   }
   py::gil_scoped_release release;
-  // One work item per active (sample, row): boxes differ per sample, so this balances the threads.
-  std::vector<int64_t> rows;
-  for (int64_t b = 0; b < batch; ++b) {
-    const int32_t* bb = bx + 4 * b;
-    if (bb[3] <= bb[1]) continue;
-    for (int64_t y = bb[0]; y < bb[2]; ++y) rows.push_back(b * height + y);
+  // Work items: blocks of kBlock rows of a sample's box, block-major (block 0 of every sample, then block 1, ...):
+  // rows stream through memory inside a block, and the static split hands each thread a share of every sample
+  // (boxes and chains differ per sample).
+  constexpr int64_t kBlock = 16;
+  std::vector<int64_t> items;
+  for (int64_t y = 0; y < height; y += kBlock) {
+    for (int64_t b = 0; b < batch; ++b) {
+      const int32_t* bb = bx + 4 * b;
+      if (bb[3] > bb[1] && y + kBlock > bb[0] && y < bb[2]) items.push_back(y / kBlock * batch + b);
+    }
   }
   const int64_t plane = 3 * height * width;
-  parallel_for(static_cast<int64_t>(rows.size()), num_threads, [&](int64_t i) {
-    const int64_t b = rows[i] / height, y = rows[i] % height;
+  parallel_for(static_cast<int64_t>(items.size()), num_threads, [&](int64_t i) {
+    const int64_t b = items[i] % batch, block = items[i] / batch;
     const int32_t* bb = bx + 4 * b;
-    texture::stage_row(s + b * plane, o + b * plane, md[b], fp + 4 * b, lt + b * 768, rec, height, width, y, bb[1],
-                       bb[3]);
+    const int64_t y0 = std::max<int64_t>(bb[0], block * kBlock), y1 = std::min<int64_t>(bb[2], (block + 1) * kBlock);
+    const uint8_t* sb = s + (si ? si[b] : b) * plane;
+    uint8_t* ob = o + b * plane;
+    const int32_t* st = stages.data() + b * count;
+    const int32_t* mb = md + b * count;
+    const float* fb = fp + b * count * 4;
+    const uint8_t* lb = lt + b * count * 768;
+    if (wh && (!sp || sp[b])) {
+      texture::chain_sparse(sb, ob, wh + b * height * width, st, n_stages[b], mb, fb, lb, rec, height, width, y0, y1,
+                            bb[1], bb[3]);
+    } else {
+      for (int64_t y = y0; y < y1; ++y) {
+        texture::chain_row(sb, ob, st, n_stages[b], mb, fb, lb, rec, height, width, y, bb[1], bb[3]);
+      }
+    }
   });
 }
 
@@ -89,6 +149,7 @@ void texture_hist_lut_cpu(const carray<int32_t>& hist, const carray<int32_t>& ki
 void register_texture(py::module_& m) {
   m.def("texture_stage_cpu", &texture_stage_cpu, py::arg("src").noconvert(), py::arg("mode").noconvert(),
         py::arg("fparams").noconvert(), py::arg("lut").noconvert(), py::arg("box").noconvert(),
+        py::arg("where").noconvert(), py::arg("sparse").noconvert(), py::arg("src_index").noconvert(),
         py::arg("recip").noconvert(), py::arg("out").noconvert(), py::arg("num_threads"));
   m.def("texture_histogram_cpu", &texture_histogram_cpu, py::arg("images").noconvert(),
         py::arg("index").noconvert(), py::arg("out").noconvert(), py::arg("num_threads"));

@@ -1,4 +1,5 @@
 import colorsys
+import hashlib
 import math
 import os
 
@@ -9,13 +10,17 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from anofast import _rng
 from anofast.ops.augment import (
+    _IMAGE,
+    _PUSH,
     OP_NAMES,
     RECIPES,
     TextureAugParams,
+    _split,
     augment_textures,
     push_histogram,
     sample_texture_aug_params,
 )
+from anofast.ops.perlin import perlin_mask, sample_perlin_params
 from anofast.ops.texture import (
     AFFINE,
     BRIGHTNESS,
@@ -294,6 +299,131 @@ def test_stage_bad_input():
         call(fparams=torch.full((2, 4), float("nan")))
 
 
+# --- chains, sparse pixels and pooled sources ------------------------------------------------------------------
+
+
+def _chain_params(batch, count, seed=0):
+    """(B, K) chains: a first stage of any mode, then pointwise stages, with realistic fparams and random tables."""
+    g = torch.Generator().manual_seed(seed)
+    pointwise = torch.tensor([IDENTITY, LUT, BRIGHTNESS, HUESAT, GRAYSCALE], dtype=torch.int32)
+    mode = pointwise[torch.randint(0, 5, (batch, count), generator=g)]
+    mode[:, 0] = torch.arange(batch, dtype=torch.int32) % 7  # every mode leads some chain
+    fp = torch.stack([torch.stack([_mode_params(int(m), 1, seed=seed + 7 * b + k)[0] for k, m in enumerate(row)])
+                      for b, row in enumerate(mode.tolist())])  # fmt: skip
+    lut = torch.randint(0, 256, (batch, count, 3, 256), dtype=torch.uint8, generator=g)
+    return mode, fp, lut
+
+
+def _masks(batch, h, w, seed=0):
+    """Perlin placement masks (scattered blobs, ~20 % of the image, a few empty) and their boxes."""
+    params = sample_perlin_params(_rng.sample_seeds(seed, batch), threshold=0.2)
+    return perlin_mask(params, (h, w), backend="reference")
+
+
+def test_stage_chain_equals_separate_stages():
+    src = _images(7, 13, 17, seed=4)
+    mode, fp, lut = _chain_params(7, 3)
+    box = _random_boxes(7, 13, 17, seed=2)
+    chained = torch.full_like(src, 9)
+    texture_stage(src, mode, fp, lut, box, chained, backend="reference")
+    image = src
+    for k in range(3):
+        image = _stage(image, mode[:, k].contiguous(), fp[:, k].contiguous(), lut[:, k].contiguous())
+    inside = box_mask(box, 13, 17).expand(-1, 3, -1, -1)
+    assert torch.equal(chained[inside], image[inside]) and (chained[~inside] == 9).all()
+
+
+def test_stage_where_sparse_and_src_index_reference():
+    pool = _images(5, 12, 14, seed=6)
+    index = torch.tensor([3, 0, 3, 4], dtype=torch.int64)
+    mode, fp, lut = _chain_params(4, 2, seed=1)
+    where, box = _masks(4, 12, 14, seed=7)
+    box[1] = torch.tensor([0, 0, 12, 14])
+    sparse = torch.tensor([True, True, False, True])
+    out = texture_stage(pool, mode, fp, lut, box, torch.full((4, 3, 12, 14), 9, dtype=torch.uint8), where=where,
+                        sparse=sparse, src_index=index, backend="reference")  # fmt: skip
+    dense = texture_stage(pool[index], mode, fp, lut, box, torch.full((4, 3, 12, 14), 9, dtype=torch.uint8),
+                          backend="reference")  # fmt: skip
+    write = box_mask(box, 12, 14) & ((where > 0.5) | ~sparse.view(4, 1, 1, 1))
+    write = write.expand(-1, 3, -1, -1)
+    assert torch.equal(out[write], dense[write]) and (out[~write] == 9).all()
+    assert (where[1] > 0.5).any() and not (where[1] > 0.5).all()  # the mask does restrict sample 1
+
+
+@pytest.mark.parametrize("size", SIZES[1:], ids=str)
+@pytest.mark.parametrize("backend", backend_params("texture_stage"))
+def test_stage_chain_where_backend_matches_reference(backend, size):
+    name, device = backend
+    h, w = size
+    batch = 7
+    pool = _images(9, h, w, seed=5)
+    index = torch.tensor([8, 0, 2, 2, 5, 1, 7], dtype=torch.int64)
+    mode, fp, lut = _chain_params(batch, 3, seed=2)
+    where, _ = _masks(batch, h, w, seed=1)
+    box = _random_boxes(batch, h, w, seed=3)
+    sparse = torch.tensor([True, False, True, True, False, True, True])
+    for kw in ({}, {"where": where}, {"where": where, "sparse": sparse}, {"src_index": index}):
+        src = pool if "src_index" in kw or "where" in kw else pool[:batch]
+        if "where" in kw:
+            kw = {**kw, "src_index": index}
+        expected = texture_stage(src, mode, fp, lut, box, torch.full((batch, 3, h, w), 3, dtype=torch.uint8),
+                                 backend="reference", **kw)  # fmt: skip
+        args = [t.to(device) for t in (src, mode, fp, lut, box)]
+        out = torch.full((batch, 3, h, w), 3, dtype=torch.uint8, device=device)
+        actual = texture_stage(*args, out, backend=name, **{k: v.to(device) for k, v in kw.items()}).cpu()
+        assert_verbose_equal(actual, expected, f"texture_stage[{name}] {size} {sorted(kw)}")  # also untouched pixels
+
+
+@pytest.mark.parametrize("backend", [p for p in backend_params("texture_stage") if p.id == "cpp"])
+def test_cpp_sparse_long_runs_and_wide_rows(backend):
+    # Dense masks fill the C++ kernel's pixel pack (1024) mid-row and rows wider than its 1024-column scan chunk.
+    for h, w in ((40, 64), (3, 1100)):
+        src = _images(7, h, w, seed=8)
+        mode, fp, lut = _chain_params(7, 3, seed=4)
+        where = (torch.rand(7, 1, h, w, generator=torch.Generator().manual_seed(1)) < 0.97).float()
+        box = torch.tensor([[0, 0, h, w]] * 7, dtype=torch.int32)
+        expected = texture_stage(src, mode, fp, lut, box, torch.zeros_like(src), where=where, backend="reference")
+        actual = texture_stage(src, mode, fp, lut, box, torch.zeros_like(src), where=where, backend="cpp")
+        assert_verbose_equal(actual, expected, f"cpp sparse {h}x{w}")
+
+
+@pytest.mark.parametrize("backend", [p for p in backend_params("texture_stage") if p.id == "cpp"])
+def test_cpp_chain_where_is_thread_count_invariant(backend):
+    src = _images(8, 64, 48, seed=2)
+    mode, fp, lut = _chain_params(8, 3, seed=6)
+    where, box = _masks(8, 64, 48, seed=2)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for t in (1, max(2, threads)):
+            torch.set_num_threads(t)
+            outs.append(texture_stage(src, mode, fp, lut, box, torch.zeros_like(src), where=where, backend="cpp"))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_stage_chain_bad_input():
+    src = _images(2, 4, 4)
+    mode, fp, lut = _chain_params(2, 2)
+    box = torch.tensor([[0, 0, 4, 4]] * 2, dtype=torch.int32)
+    out = torch.zeros_like(src)
+    with pytest.raises(ValueError, match="only the first stage"):
+        texture_stage(src, torch.tensor([[LUT, AFFINE]] * 2, dtype=torch.int32), fp, lut, box, out)
+    with pytest.raises(ValueError, match="fparams must have shape"):
+        texture_stage(src, mode, fp[:, 0], lut, box, out)
+    with pytest.raises(ValueError, match="src_index must lie"):
+        texture_stage(src, mode, fp, lut, box, out, src_index=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="src has 2 images but out has 1"):
+        texture_stage(src, mode[:1], fp[:1], lut[:1], box[:1], out[:1])
+    with pytest.raises(ValueError, match="sparse needs where"):
+        texture_stage(src, mode, fp, lut, box, out, sparse=torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="where must have shape"):
+        texture_stage(src, mode, fp, lut, box, out, where=torch.ones(2, 1, 4, 3))
+    with pytest.raises(TypeError, match="sparse must be torch.bool"):
+        texture_stage(src, mode, fp, lut, box, out, where=torch.ones(2, 1, 4, 4), sparse=torch.ones(2))
+
+
 # --- histograms and tables ----------------------------------------------------------------------------------------
 
 
@@ -403,6 +533,34 @@ def test_sampler_is_reproducible_and_batch_independent(recipe):
         for name in ("op_ids", "modes", "hist", "fparams", "luts"):
             assert torch.equal(getattr(one, name)[0], getattr(p, name)[i]), name
     assert all(torch.equal(getattr(p, k), getattr(q, k)) for k in ("op_ids", "fparams", "luts"))
+
+
+# Recorded before the sampler's numpy rewrite (anofast.sample_seeds(0, 8), count 3): every drawn value must stay.
+_GOLDEN = {
+    "draem": ([[7, 0, 5], [8, 10, 9], [9, 6, 1], [8, 11, 0], [7, 9, 5], [8, 4, 0], [0, 8, 7], [1, 11, 4]],
+              "ce80d18195609e2ac0437feb9eaab4fc173d72ed5ab1685ecc5f09309c51e70f"),
+    "anomalib": ([[7, 3, 5], [8, 10, 9], [9, 6, 2], [8, 11, 3], [7, 9, 5], [8, 4, 3], [3, 8, 7], [2, 11, 4]],
+                 "73f5f1b443d3fe4c1988e384fda396c5f7895bb9a61a90e14859c742d3f5d386"),
+    "glass": ([[14, 3, 12], [9, 11, 10], [10, 13, 2], [9, 3, 14], [14, 10, 12], [9, 5, 3], [3, 9, 14], [2, 5, 10]],
+              "e2cc87a713ffd22af9b7659e55ef47c64e10e82845f80430034875738255c81e"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_sampler_golden_values(recipe):
+    p = sample_texture_aug_params(_rng.sample_seeds(0, 8), augmentations=recipe)
+    digest = hashlib.sha256()
+    for name in ("op_ids", "modes", "hist", "fparams", "luts"):
+        t = getattr(p, name)
+        assert t.is_contiguous() and t.dtype == {"fparams": torch.float32, "luts": torch.uint8}.get(name, torch.int32)
+        digest.update(t.numpy().tobytes())
+    ids, expected = _GOLDEN[recipe]
+    assert p.op_ids.tolist() == ids
+    assert digest.hexdigest() == expected  # op ids, modes, histogram kinds, magnitudes and tables, bit for bit
+    if recipe == "draem":
+        assert p.fparams[0].tolist() == [[5.0, 0.0, 0.0, 0.0], [0.7201799154281616, 0.6845700740814209,
+                                          1.3495166301727295, 0.0], [5.8292107582092285, 1.0, -0.10404322296380997,
+                                                                     0.0]]  # fmt: skip
 
 
 def test_sampler_draws_distinct_ops_from_the_recipe():
@@ -548,3 +706,81 @@ def test_augment_bad_input():
         augment_textures(tex, p, torch.tensor([[0, 0, 9, 8]] * 2, dtype=torch.int32))
     with pytest.raises(ValueError, match="source_hist"):
         augment_textures(tex, p, source_hist=torch.zeros(2, 3, 255, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("backend", backend_params("texture_stage", include_reference=True))
+def test_augment_where_and_pool_equal_full_chain_at_mask(backend, recipe):
+    # The generator's call: textures read from a pool, the last pass only at the placement mask's pixels.
+    name, device = backend
+    h, w = (11, 10) if INTERPRET else (48, 40)
+    batch = 5 if INTERPRET else 24
+    pool = _images(batch + 3, h, w, seed=14)
+    index = torch.randint(0, batch + 3, (batch,), generator=torch.Generator().manual_seed(2))
+    where, box = _masks(batch, h, w, seed=7)
+    sparse = torch.arange(batch) % 4 != 1
+    hist = texture_histogram(pool, backend="reference")
+    need = (box_mask(box, h, w) & ((where > 0.5) | ~sparse.view(-1, 1, 1, 1))).expand(-1, 3, -1, -1)
+    cases = [(3, hist), (5, None), (0, hist)] + ([] if INTERPRET else [(3, None), (5, hist), (0, None)])
+    for count, source_hist in cases:
+        p = sample_texture_aug_params(_rng.sample_seeds(9, batch), augmentations=recipe, count=count)
+        full = augment_textures(pool[index], p, backend="reference")
+        args = {"where": where, "sparse": sparse, "src_index": index, "source_hist": source_hist}
+        args = {k: None if v is None else v.to(device) for k, v in args.items()}
+        out = augment_textures(pool.to(device), p.to(device), box.to(device), backend=name, **args).cpu()
+        assert_verbose_equal(out[need], full[need], f"augment[{name}] {recipe} count={count}")
+    assert (where > 0.5).float().mean() < 0.6 and bool(sparse.any())  # the masks do restrict
+
+
+def test_augment_src_index_equals_gathered_textures():
+    pool = _images(5, 16, 18, seed=15)
+    index = torch.tensor([4, 4, 0, 2, 1, 3, 0], dtype=torch.int64)
+    p = sample_texture_aug_params(SEEDS[:7], augmentations="glass", count=4)
+    hist = texture_histogram(pool)
+    assert torch.equal(augment_textures(pool, p, source_hist=hist, src_index=index), augment_textures(pool[index], p))
+    empty = sample_texture_aug_params(SEEDS[:7], count=0)
+    assert torch.equal(augment_textures(pool, empty, src_index=index), pool[index])  # no ops: the texture itself
+
+
+def test_augment_mirrors_push_histograms():
+    # Flips only permute pixels: a histogram op behind them needs no image pass, so the chain stays one pass.
+    hflip, equalize, rotate = (OP_NAMES.index(n) for n in ("hflip", "equalize", "rotate"))
+    passes, source = _split((AFFINE, LUT, LUT), (0, 2, 1), (True, False, False))
+    assert passes == ((0, 3),) and source == (0, _PUSH, _PUSH)
+    passes, source = _split((AFFINE, LUT), (0, 2), (False, False))  # a rotation changes the histogram
+    assert passes == ((0, 1), (1, 2)) and source == (0, _IMAGE)
+    tex = _images(12, 19, 23, seed=16)
+    p = sample_texture_aug_params(SEEDS[:12], augmentations=["hflip", "vflip", "equalize", "autocontrast", "rotate"],
+                                  count=4)  # fmt: skip
+    assert {hflip, equalize, rotate} <= set(p.op_ids.flatten().tolist())
+    assert_verbose_equal(augment_textures(tex, p), _slow_chain(tex, p), "flips + histograms")
+
+
+def test_augment_out_buffer_and_thread_count():
+    pool = _images(4, 40, 36, seed=17)
+    index = torch.tensor([1, 3, 3, 0, 2, 1], dtype=torch.int64)
+    p = sample_texture_aug_params(SEEDS[:6], count=3)
+    where, box = _masks(6, 40, 36, seed=4)
+    buf = torch.empty(6, 3, 40, 36, dtype=torch.uint8)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for t in (1, max(2, threads)):
+            torch.set_num_threads(t)
+            buf.fill_(0)
+            res = augment_textures(pool, p, box, where=where, src_index=index, out=buf)
+            assert res is buf
+            outs.append(res.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="out must be"):
+        augment_textures(pool, p, box, src_index=index, out=buf[:, :, :, :35])
+    with pytest.raises(ValueError, match="src_index must lie"):
+        augment_textures(pool, p, src_index=torch.tensor([0, 1, 2, 3, 4, 0]))
+    with pytest.raises(ValueError, match="where must be"):
+        augment_textures(pool, p, src_index=index, where=where[:, :, :39])
+    with pytest.raises(ValueError, match="sparse needs where"):
+        augment_textures(pool, p, src_index=index, sparse=torch.ones(6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="source_hist"):
+        augment_textures(pool, p, src_index=index, source_hist=torch.zeros(6, 3, 256, dtype=torch.int32))
