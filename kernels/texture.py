@@ -84,27 +84,44 @@ def _pointwise(mode, r, g, b, fp, lut, rec_ptr, act):
 
 
 @triton.jit
-def _sharpness_channel(cp, x, yv, act, factor, H, W):
-    """PIL ImageEnhance.Sharpness of one plane ``cp`` at row ``yv``, columns ``x`` (int32 values)."""
-    border = (yv == 0) | (yv == H - 1) | (x == 0) | (x == W - 1)
-    inner = act & ~border
-    s = tl.load(cp, mask=act, other=0)
-    total = 4 * s.to(tl.int32)
-    for dy in range(-1, 2):
-        for dx in range(-1, 2):
-            total += tl.load(cp + dy * W + dx, mask=inner, other=0).to(tl.int32)
-    deg = ((2 * total + 13) // 26).to(tl.uint8)  # round(total / 13), half up
-    deg = tl.where(border, s, deg).to(tl.float32)
-    return _round_u8(deg + factor * (s.to(tl.float32) - deg)).to(tl.int32)
+def _tables(v, mb, lb, s, c):
+    """Bytes ``v`` (int32) of channel ``c`` through the LUT stages before stage ``s`` of a chain."""
+    for k in range(0, s):
+        if tl.load(mb + k) == 1:
+            v = tl.load(lb + k * 768 + c * 256 + v).to(tl.int32)
+    return v
 
 
 @triton.jit
-def _affine_channel(cp, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W):
-    """Bilinear sample of one plane ``cp`` with zero fill (int32 values)."""
-    v00 = tl.load(cp + iy * W + ix, mask=act & iny0 & inx0, other=0).to(tl.float32)
-    v01 = tl.load(cp + iy * W + ix + 1, mask=act & iny0 & inx1, other=0).to(tl.float32)
-    v10 = tl.load(cp + (iy + 1) * W + ix, mask=act & iny1 & inx0, other=0).to(tl.float32)
-    v11 = tl.load(cp + (iy + 1) * W + ix + 1, mask=act & iny1 & inx1, other=0).to(tl.float32)
+def _sharpness_channel(cp, x, yv, act, factor, H, W, mb, lb, s, c):
+    """PIL ImageEnhance.Sharpness of plane ``cp`` (read through the tables before stage ``s``) at row ``yv``, columns
+    ``x`` (int32 values)."""
+    border = (yv == 0) | (yv == H - 1) | (x == 0) | (x == W - 1)
+    inner = act & ~border
+    center = _tables(tl.load(cp, mask=act, other=0).to(tl.int32), mb, lb, s, c)
+    total = 4 * center
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            total += _tables(tl.load(cp + dy * W + dx, mask=inner, other=0).to(tl.int32), mb, lb, s, c)
+    deg = (2 * total + 13) // 26  # round(total / 13), half up
+    deg = tl.where(border, center, deg).to(tl.float32)
+    return _round_u8(deg + factor * (center.to(tl.float32) - deg)).to(tl.int32)
+
+
+@triton.jit
+def _affine_tap(cp, yy, xx, inside, act, W, mb, lb, s, c):
+    """One bilinear tap: the byte through the tables before stage ``s``, 0 outside the image (float32)."""
+    v = _tables(tl.load(cp + yy * W + xx, mask=act & inside, other=0).to(tl.int32), mb, lb, s, c)
+    return tl.where(inside, v, 0).to(tl.float32)
+
+
+@triton.jit
+def _affine_channel(cp, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W, mb, lb, s, c):
+    """Bilinear sample of plane ``cp`` with zero fill (int32 values)."""
+    v00 = _affine_tap(cp, iy, ix, iny0 & inx0, act, W, mb, lb, s, c)
+    v01 = _affine_tap(cp, iy, ix + 1, iny0 & inx1, act, W, mb, lb, s, c)
+    v10 = _affine_tap(cp, iy + 1, ix, iny1 & inx0, act, W, mb, lb, s, c)
+    v11 = _affine_tap(cp, iy + 1, ix + 1, iny1 & inx1, act, W, mb, lb, s, c)
     top = v00 + fx * (v01 - v00)
     bottom = v10 + fx * (v11 - v10)
     return _round_u8(top + fy * (bottom - top)).to(tl.int32)
@@ -156,44 +173,50 @@ def _texture_stage_kernel(
     mb = mode_ptr + b * K
     fb = fp_ptr + b * K * 4
     lb = lut_ptr + b * K * 768
-    # The first stage may read neighbours (sharpness, affine); it yields the three channels as int32 values.
-    mode = tl.load(mb)
-    if mode == 4:  # SHARPNESS
-        factor = tl.load(fb)
-        r = _sharpness_channel(sp, x, yv, act, factor, H, W)
-        g = _sharpness_channel(sp + hw, x, yv, act, factor, H, W)
-        bl = _sharpness_channel(sp + 2 * hw, x, yv, act, factor, H, W)
-    elif mode == 5:  # AFFINE
-        m00 = tl.load(fb)
-        m01 = tl.load(fb + 1)
-        m10 = tl.load(fb + 2)
-        m11 = tl.load(fb + 3)
-        cx = (W - 1).to(tl.float32) * 0.5
-        cy = (H - 1).to(tl.float32) * 0.5
-        dx = x.to(tl.float32) - cx
-        dy = y.to(tl.float32) - cy
-        sx = (m00 * dx + m01 * dy) + cx
-        sy = (m10 * dx + m11 * dy) + cy
-        fx0 = tl.floor(sx)
-        fy0 = tl.floor(sy)
-        fx = sx - fx0
-        fy = sy - fy0
-        ix = fx0.to(tl.int64)
-        iy = fy0.to(tl.int64)
-        inx0 = (ix >= 0) & (ix < W)
-        inx1 = (ix + 1 >= 0) & (ix + 1 < W)
-        iny0 = (iy >= 0) & (iy < H)
-        iny1 = (iy + 1 >= 0) & (iy + 1 < H)
-        r = _affine_channel(sb, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
-        g = _affine_channel(sb + hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
-        bl = _affine_channel(sb + 2 * hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W)
+    # The stage that reads neighbours (sharpness, affine), if the chain has one: the tables before it are applied to
+    # the bytes it reads, and it yields the three channels as int32 values.
+    s = -1
+    for k in range(0, K):
+        m = tl.load(mb + k)
+        if (m == 4) | (m == 5):
+            s = k
+    if s >= 0:
+        if tl.load(mb + s) == 4:  # SHARPNESS
+            factor = tl.load(fb + 4 * s)
+            r = _sharpness_channel(sp, x, yv, act, factor, H, W, mb, lb, s, 0)
+            g = _sharpness_channel(sp + hw, x, yv, act, factor, H, W, mb, lb, s, 1)
+            bl = _sharpness_channel(sp + 2 * hw, x, yv, act, factor, H, W, mb, lb, s, 2)
+        else:  # AFFINE
+            m00 = tl.load(fb + 4 * s)
+            m01 = tl.load(fb + 4 * s + 1)
+            m10 = tl.load(fb + 4 * s + 2)
+            m11 = tl.load(fb + 4 * s + 3)
+            cx = (W - 1).to(tl.float32) * 0.5
+            cy = (H - 1).to(tl.float32) * 0.5
+            dx = x.to(tl.float32) - cx
+            dy = y.to(tl.float32) - cy
+            sx = (m00 * dx + m01 * dy) + cx
+            sy = (m10 * dx + m11 * dy) + cy
+            fx0 = tl.floor(sx)
+            fy0 = tl.floor(sy)
+            fx = sx - fx0
+            fy = sy - fy0
+            ix = fx0.to(tl.int64)
+            iy = fy0.to(tl.int64)
+            inx0 = (ix >= 0) & (ix < W)
+            inx1 = (ix + 1 >= 0) & (ix + 1 < W)
+            iny0 = (iy >= 0) & (iy < H)
+            iny1 = (iy + 1 >= 0) & (iy + 1 < H)
+            r = _affine_channel(sb, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W, mb, lb, s, 0)
+            g = _affine_channel(sb + hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W, mb, lb, s, 1)
+            bl = _affine_channel(sb + 2 * hw, iy, ix, fy, fx, act, iny0, iny1, inx0, inx1, W, mb, lb, s, 2)
     else:
         r = tl.load(sp, mask=act, other=0).to(tl.int32)
         g = tl.load(sp + hw, mask=act, other=0).to(tl.int32)
         bl = tl.load(sp + 2 * hw, mask=act, other=0).to(tl.int32)
-        r, g, bl = _pointwise(mode, r, g, bl, fb, lb, rec_ptr, act)
-    # The rest of the chain is pointwise: the pixel stays in registers, rounded to uint8 after every stage.
-    for k in range(1, K):
+    # The pointwise stages after it (all of them without one): the pixel stays in registers, rounded to uint8 after
+    # every stage.
+    for k in range(s + 1, K):
         r, g, bl = _pointwise(tl.load(mb + k), r, g, bl, fb + 4 * k, lb + 768 * k, rec_ptr, act)
     op = out_ptr + b * 3 * hw + y * W + x
     tl.store(op, r.to(tl.uint8), mask=act)

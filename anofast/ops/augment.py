@@ -13,8 +13,9 @@ of that sample is a table or a flip (which only permutes pixels), the source his
 instead (exact, no image pass), and a caller can pass cached source histograms.
 
 A sample's chain runs as fused ``texture_stage`` passes: a pass starts at an op that reads neighbours (sharpness,
-rotate, flips) or at a histogram op that needs the intermediate image, and carries the pointwise ops after it
-along, pixel by pixel, in the same pass. With a ``box`` (e.g. the bounding box of the anomaly mask), each pass
+rotate, flips; unless only tables precede it in the pass, which the kernel then applies to the bytes it reads) or at
+a histogram op that needs the intermediate image, and carries the pointwise ops after it along, pixel by pixel, in
+the same pass. With a ``box`` (e.g. the bounding box of the anomaly mask), each pass
 computes only the region later passes read: the box is grown backwards (affine: the bounding box of the
 inverse-mapped box plus the bilinear tap and 1 px; sharpness: a 1 px halo; pointwise ops: the same box), and a
 pass before an image-histogram op computes the whole image. With a ``where`` mask (the anomaly placement mask),
@@ -503,17 +504,20 @@ def _split(
     ``_IMAGE``).
 
     A histogram pushes exactly through tables and mirrors; a histogram stage behind any other stage needs the
-    intermediate image. A pass starts at the first stage, at a stage that reads neighbours (sharpness, affine) and
-    at a histogram stage that needs the intermediate image; every other stage is pointwise and joins the running
-    pass.
+    intermediate image, so it starts a pass. A pass holds at most one stage that reads neighbours (sharpness,
+    affine), behind tables only (the kernel applies them to the bytes it reads): such a stage joins a pass of tables
+    and starts a new pass otherwise. Pointwise stages join the running pass.
     """
     source = []
     starts = []
     pushable = True  # every earlier stage is a table or a mirror
+    tables = True  # every stage of the running pass is a table
     for k, (m, h) in enumerate(zip(modes, hist)):
         source.append(0 if not h else _PUSH if pushable else _IMAGE)
-        if k == 0 or m not in _POINTWISE or source[k] == _IMAGE:
+        if k == 0 or source[k] == _IMAGE or (m not in _POINTWISE and not tables):
             starts.append(k)
+            tables = True
+        tables = tables and m in (LUT, IDENTITY)
         pushable = pushable and (m == LUT or mirror[k])
     return tuple(zip(starts, [*starts[1:], len(modes)])), tuple(source)
 
@@ -527,13 +531,15 @@ def _pass_boxes(
     height: int,
     width: int,
 ) -> list[tuple[int, ...]]:
-    """The box each pass writes, grown backwards from ``box`` through the passes' first stages (the others are
-    pointwise); before an image-histogram pass, the whole image."""
+    """The box each pass writes, grown backwards from ``box`` through the passes' stages that read neighbours (the
+    others are pointwise); before a pass that starts with an image histogram, the whole image."""
     boxes = [box] * len(passes)
     cur = box
     for i in range(len(passes) - 1, 0, -1):
-        k0 = passes[i][0]
-        cur = _grow_box(cur, modes[k0], fparams[k0], height, width)
+        k0, k1 = passes[i]
+        for k in range(k0, k1):
+            if modes[k] not in _POINTWISE:
+                cur = _grow_box(cur, modes[k], fparams[k], height, width)
         if source[k0] == _IMAGE and cur != _EMPTY:
             cur = (0, 0, height, width)  # the histogram reads the whole intermediate image
         boxes[i - 1] = cur
@@ -599,9 +605,10 @@ def augment_textures(
 ) -> Tensor:
     """Applies each sample's augmentation chain to its texture.
 
-    Each sample's chain runs as few fused passes as its ops allow (one pass per stage that reads neighbours or needs
-    an intermediate image's histogram, the pointwise stages after it riding along); with ``where``, the last pass
-    computes only the mask's pixels, and the earlier ones only the boxes that the later ones read.
+    Each sample's chain runs as few fused passes as its ops allow (about one pass per stage that reads neighbours or
+    needs an intermediate image's histogram, the pointwise stages riding along; see the module docstring); with
+    ``where``, the last pass computes only the mask's pixels, and the earlier ones only the boxes that the later ones
+    read.
 
     Args:
         textures: ``(B, 3, H, W)`` uint8 anomaly-source textures, already at the image size; with ``src_index``, a

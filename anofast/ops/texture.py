@@ -1,5 +1,6 @@
 """Kernel-level texture ops: one augmentation stage (or a fused chain of stages) per sample (``texture_stage``) and
-per-channel histograms (``texture_histogram``). :mod:`anofast.ops.augment` chains them into the texture-augmentation pipeline.
+per-channel histograms (``texture_histogram``). :mod:`anofast.ops.augment` chains them into the texture-augmentation
+pipeline.
 
 ``texture_hist_lut`` turns histograms into the image-dependent tables (autocontrast, equalize, contrast).
 The stage modes, the tables and their exact arithmetic are specified in :mod:`anofast.reference.texture`.
@@ -93,9 +94,10 @@ def texture_stage(
         src: ``(B, 3, H, W)`` uint8 images, or with ``src_index`` a ``(N, 3, H, W)`` pool that samples index.
         mode: ``(B,)`` int32 mode ids (``IDENTITY`` 0, ``LUT`` 1, ``BRIGHTNESS`` 2, ``HUESAT`` 3, ``SHARPNESS`` 4,
             ``AFFINE`` 5, ``GRAYSCALE`` 6; see :mod:`anofast.reference.texture`), or ``(B, K)`` for a chain of
-            ``K >= 1`` stages per sample applied in one pass, bit-identical to ``K`` single-stage calls; every
-            stage after the first must be pointwise (``IDENTITY``, ``LUT``, ``BRIGHTNESS``, ``HUESAT``,
-            ``GRAYSCALE``; pad shorter chains with ``IDENTITY``).
+            ``K >= 1`` stages per sample applied in one pass, bit-identical to ``K`` single-stage calls. A chain
+            holds at most one stage that reads neighbours (``SHARPNESS``, ``AFFINE``), preceded by table stages only
+            (``LUT``, ``IDENTITY``: they are applied to the bytes it reads); every other stage is pointwise
+            (``IDENTITY``, ``LUT``, ``BRIGHTNESS``, ``HUESAT``, ``GRAYSCALE``). Pad shorter chains with ``IDENTITY``.
         fparams: ``(B, 4)`` float32 per-sample scalars of the mode (``(B, K, 4)`` for a chain).
         lut: ``(B, 3, 256)`` uint8 per-channel tables, read by ``LUT`` only (``(B, K, 3, 256)`` for a chain).
         box: ``(B, 4)`` int32 ``(y0, x0, y1, x1)`` with exclusive ends, inside the image; empty boxes are allowed.
@@ -111,8 +113,8 @@ def texture_stage(
 
     Raises:
         TypeError: a wrong dtype.
-        ValueError: a wrong shape or device, an unknown mode, a non-pointwise stage after the first, a box outside
-            the image, a ``src_index`` outside the pool, ``out`` aliasing ``src``.
+        ValueError: a wrong shape or device, an unknown mode, a sharpness / affine stage behind a non-table stage, a
+            box outside the image, a ``src_index`` outside the pool, ``out`` aliasing ``src``.
     """
     src = _check_u8_images(src, "src").contiguous()
     dev = src.device
@@ -150,8 +152,14 @@ def texture_stage(
         return out
     if bool(((mode < 0) | (mode >= len(MODE_NAMES))).any()):
         raise ValueError(f"mode ids must be in [0, {len(MODE_NAMES)}), got {mode.tolist()}")
-    if count > 1 and bool(((mode[:, 1:] == SHARPNESS) | (mode[:, 1:] == AFFINE)).any()):
-        raise ValueError(f"only the first stage of a chain may be SHARPNESS or AFFINE, got modes {mode.tolist()}")
+    if count > 1:
+        # A SHARPNESS / AFFINE stage may follow only table stages (LUT, IDENTITY): those are applied to the bytes it
+        # reads. So a chain holds at most one of them.
+        other = ((mode != LUT) & (mode != IDENTITY)).to(torch.int32)
+        behind = (other.cumsum(dim=1) - other) > 0  # a non-table stage comes earlier
+        if bool((((mode == SHARPNESS) | (mode == AFFINE)) & behind).any()):
+            raise ValueError(f"a SHARPNESS or AFFINE stage may follow only LUT / IDENTITY stages in a chain, got modes "
+                             f"{mode.tolist()}")  # fmt: skip
     b = box.long()
     if bool(((b[:, :2] < 0).any(dim=1) | (b[:, 2] > height) | (b[:, 3] > width)).any()):
         raise ValueError(f"box must lie inside the {height}x{width} image, got {box.tolist()}")

@@ -24,8 +24,9 @@ id      name        output (channels c = R, G, B; ``Y = 0.299 R + 0.587 G + 0.11
 ======  ==========  ====================================================================================
 
 A call applies a chain of ``K`` stages per sample (``mode`` is ``(B, K)``), rounding to uint8 after each stage, so
-the bytes equal ``K`` single-stage passes; every stage after the first must be pointwise (not SHARPNESS or
-AFFINE), which lets the kernels carry a pixel through the whole chain in one pass. Only pixels inside each sample's
+the bytes equal ``K`` single-stage passes. A chain holds at most one stage that reads neighbours (SHARPNESS,
+AFFINE), and only tables (LUT, IDENTITY) before it: the kernels apply those tables to the bytes it reads and carry
+each pixel through the pointwise stages after it in registers, so the whole chain is one pass. Only pixels inside each sample's
 ``box = (y0, x0, y1, x1)`` (exclusive ends), and optionally only those where a ``where`` mask is set, are written;
 the rest of ``out`` is left as it was.
 """

@@ -18,12 +18,12 @@
 
 namespace anofast::texture {
 
-// std::min / std::max semantics, defined inside the pragma region: the std templates were compiled with the
-// command-line options and GCC will not inline them into functions with different ones.
-// The stage functions are forced inline into chain_row, so its AVX2 clone compiles them for AVX2 too (a call out
-// of the clone would run the baseline version).
+// The row and stage functions are forced inline into chain_row / chain_sparse, so their AVX2 clones compile them for
+// AVX2 too (a call out of a clone would run the baseline version).
 #define ANOFAST_TEXTURE_INLINE inline __attribute__((always_inline))
 
+// std::min / std::max semantics, defined inside the pragma region: the std templates were compiled with the
+// command-line options and GCC will not inline them into functions with different ones.
 template <typename T>
 ANOFAST_TEXTURE_INLINE T min_(T a, T b) {
   return b < a ? b : a;
@@ -60,7 +60,8 @@ ANOFAST_TEXTURE_INLINE float luma(float r, float g, float b) { return r * kWr + 
 
 // Eight bytes per step through one 64-bit load and store: GCC's emulated byte gather (what it makes of the plain
 // loop at baseline SSE2) runs at half this speed.
-ANOFAST_TEXTURE_INLINE void lut_row(const uint8_t* __restrict s, uint8_t* __restrict o, const uint8_t* __restrict t, int64_t n) {
+ANOFAST_TEXTURE_INLINE void lut_row(const uint8_t* __restrict s, uint8_t* __restrict o, const uint8_t* __restrict t,
+                                    int64_t n) {
   int64_t x = 0;
   for (; x + 8 <= n; x += 8) {
     uint64_t v, r = 0;
@@ -77,7 +78,8 @@ ANOFAST_TEXTURE_INLINE void lut_row(const uint8_t* __restrict s, uint8_t* __rest
 using cu8 = const uint8_t* __restrict;
 using mu8 = uint8_t* __restrict;
 
-ANOFAST_TEXTURE_INLINE void brightness_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, float mul1, float add, int64_t n) {
+ANOFAST_TEXTURE_INLINE void brightness_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, float mul1, float add,
+                                           int64_t n) {
   for (int64_t x = 0; x < n; ++x) {
     const float fr = sr[x], fg = sg[x], fb = sb[x];
     const float delta = luma(fr, fg, fb) * mul1 + add;
@@ -104,7 +106,8 @@ ANOFAST_TEXTURE_INLINE float hsv_channel(float hue, float n, float v, float vs) 
 }
 
 // shift: hue shift in sextants in [0, 6); HSV saturation becomes clamp(S * smul + sadd, 0, 1).
-ANOFAST_TEXTURE_INLINE void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const float* __restrict rec, float shift,
+ANOFAST_TEXTURE_INLINE void huesat_row(cu8 sr, cu8 sg, cu8 sb, mu8 orr, mu8 og, mu8 ob, const float* __restrict rec,
+                                       float shift,
                        float smul, float sadd, int64_t n) {
   for (int64_t x = 0; x < n; ++x) {
     const int32_t ir = sr[x], ig = sg[x], ib = sb[x];
@@ -139,25 +142,46 @@ ANOFAST_TEXTURE_INLINE void sharpness_interior(cu8 up, cu8 s, cu8 dn, mu8 o, flo
   }
 }
 
-// PIL ImageEnhance.Sharpness on the pixels [x0, x1) of row y of one plane (`s` points at column 0 of row y; rows
-// y-1 and y+1 exist when 0 < y < height - 1); `o` points at the output of pixel x0.
-ANOFAST_TEXTURE_INLINE void sharpness_row(const uint8_t* __restrict s, uint8_t* __restrict o, int64_t width, bool border_row,
-                          float factor, int64_t x0, int64_t x1) {
-  if (border_row || width < 3) {
-    // Border pixels keep src: deg = src, and round(src + f * 0) = src.
-    std::memcpy(o, s + x0, static_cast<size_t>(x1 - x0));
+// PIL ImageEnhance.Sharpness on n pixels of one row of one plane: `up`, `s`, `dn` point at the first pixel's column in
+// rows y-1, y, y+1 (up and dn are read only off the image border); `left` / `right`: the segment starts at column 0 /
+// ends at the last column. Image-border pixels keep src: deg = src, and round(src + f * 0) = src.
+ANOFAST_TEXTURE_INLINE void sharpness_segment(const uint8_t* up, const uint8_t* s, const uint8_t* dn, uint8_t* o,
+                                              int64_t n, bool left, bool right, bool border_row, float factor) {
+  if (border_row) {
+    std::memcpy(o, s, static_cast<size_t>(n));
     return;
   }
-  int64_t a = x0, b = x1;
-  if (a == 0) {
-    o[0] = s[0];
-    a = 1;
+  int64_t a = 0, b = n;
+  if (left) o[a++] = s[0];
+  if (right && b > a) o[--b] = s[n - 1];
+  if (b > a) sharpness_interior(up + a, s + a, dn + a, o + a, factor, b - a);
+}
+
+// Sharpness on the pixels [x0, x1) of row y of one plane (`s` points at column 0 of row y); `o` points at the output
+// of pixel x0. With a table `pre` (256 bytes), the stencil reads pre[byte] instead of the byte: the bytes of the three
+// rows are mapped into a stack window first, a piece of kWindow pixels at a time.
+ANOFAST_TEXTURE_INLINE void sharpness_row(const uint8_t* s, uint8_t* o, int64_t height, int64_t width, int64_t y,
+                                          float factor, int64_t x0, int64_t x1, const uint8_t* pre) {
+  const bool border_row = y == 0 || y == height - 1;
+  const uint8_t* up = border_row ? s : s - width;
+  const uint8_t* dn = border_row ? s : s + width;
+  if (!pre) {
+    sharpness_segment(up + x0, s + x0, dn + x0, o, x1 - x0, x0 == 0, x1 == width, border_row, factor);
+    return;
   }
-  if (b == width) {
-    o[width - 1 - x0] = s[width - 1];
-    b = width - 1;
+  constexpr int64_t kWindow = 256;
+  uint8_t win[3][kWindow + 2];
+  const uint8_t* rows[3] = {up, s, dn};
+  for (int64_t xa = x0; xa < x1; xa += kWindow) {
+    const int64_t xb = min_(x1, xa + kWindow);
+    const int64_t c0 = max_(xa - 1, int64_t{0}), c1 = min_(xb + 1, width);  // the columns the stencil reads
+    for (int r = 0; r < 3; ++r) {
+      for (int64_t x = c0; x < c1; ++x) win[r][x - c0] = pre[rows[r][x]];
+    }
+    const int64_t at = xa - c0;
+    sharpness_segment(win[0] + at, win[1] + at, win[2] + at, o + (xa - x0), xb - xa, xa == 0, xb == width, border_row,
+                      factor);
   }
-  if (b > a) sharpness_interior(s - width + a, s + a, s + width + a, o + (a - x0), factor, b - a);
 }
 
 // floor for |v| < 2^31 without a floor instruction (baseline SSE2 has none): truncate, step down if above.
@@ -167,7 +191,8 @@ ANOFAST_TEXTURE_INLINE int32_t floor_i32(float v) {
 }
 
 // Source coordinates of n consecutive pixels of a row: integer parts (floor) and fractions.
-ANOFAST_TEXTURE_INLINE void affine_coords(int32_t xs, int32_t n, float cx, float cy, float m0, float m2, float by, float bty,
+ANOFAST_TEXTURE_INLINE void affine_coords(int32_t xs, int32_t n, float cx, float cy, float m0, float m2, float by,
+                                          float bty,
                           int32_t* __restrict ixs, int32_t* __restrict iys, float* __restrict fxs,
                           float* __restrict fys) {
   for (int32_t j = 0; j < n; ++j) {
@@ -198,26 +223,35 @@ ANOFAST_TEXTURE_INLINE void affine_blend(uint8_t* __restrict out, int32_t n, con
   }
 }
 
-ANOFAST_TEXTURE_INLINE uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return a | b << 8 | c << 16 | d << 24; }
+ANOFAST_TEXTURE_INLINE uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  return a | b << 8 | c << 16 | d << 24;
+}
 
 // Bilinear sample at M (p - c) + c with zero fill; `plane` points at the sample's (3, H, W) source. Pixels go in
 // chunks: coordinates (vectorised), then per channel a byte gather packing the four taps of a pixel into one word,
 // then the vectorised blend (the gather itself cannot be vectorised at baseline SSE2). The map is linear along the
 // row, so a chunk whose first and last pixels have all four taps inside (outside) the image has that for every
-// pixel: those chunks (most of them) skip the bounds checks. o[c] points at the output of pixel x0.
-ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height, int64_t width, int64_t y,
-                       const float* m, int64_t x0, int64_t x1) {
+// pixel: those chunks (most of them) skip the bounds checks. o[c] points at the output of pixel x0. With tables
+// `pre` ((3, 256) bytes), every tap inside the image reads pre[c][byte] (taps outside stay 0).
+ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3], int64_t height, int64_t width,
+                                       int64_t y, const float* m, int64_t x0, int64_t x1, const uint8_t* pre) {
+  const int64_t hw = height * width;
   if (m[1] == 0.0f && m[2] == 0.0f && (m[0] == 1.0f || m[0] == -1.0f) && (m[3] == 1.0f || m[3] == -1.0f)) {
     // Mirrors (and the identity) map pixel centres onto pixel centres: every fraction is 0, so the bilinear blend
     // returns the source byte exactly. Copy it directly.
     const int64_t sy = m[3] > 0.0f ? y : height - 1 - y;
     for (int c = 0; c < 3; ++c) {
-      const uint8_t* __restrict s = plane + c * height * width + sy * width;
+      const uint8_t* __restrict s = plane + c * hw + sy * width;
       uint8_t* __restrict out = o[c];
       if (m[0] > 0.0f) {
-        std::memcpy(out, s + x0, static_cast<size_t>(x1 - x0));
+        if (pre) {
+          lut_row(s + x0, out, pre + c * 256, x1 - x0);
+        } else {
+          std::memcpy(out, s + x0, static_cast<size_t>(x1 - x0));
+        }
       } else {
-        for (int64_t x = x0; x < x1; ++x) out[x - x0] = s[width - 1 - x];
+        const uint8_t* t = pre ? pre + c * 256 : nullptr;
+        for (int64_t x = x0; x < x1; ++x) out[x - x0] = t ? t[s[width - 1 - x]] : s[width - 1 - x];
       }
     }
     return;
@@ -231,7 +265,6 @@ ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3]
   const float dy = static_cast<float>(y) - cy;
   const float m0 = m[0], m2 = m[2], by = m[1] * dy, bty = m[3] * dy;
   const int32_t w = static_cast<int32_t>(width), h = static_cast<int32_t>(height);
-  const int64_t hw = height * width;
   for (int32_t xs = static_cast<int32_t>(x0); xs < x1; xs += kChunk) {
     const int32_t n = min_(kChunk, static_cast<int32_t>(x1) - xs);
     affine_coords(xs, n, cx, cy, m0, m2, by, bty, ixs, iys, fxs, fys);
@@ -241,7 +274,7 @@ ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3]
     const bool outside = ix_hi < -1 || ix_lo > w - 1 || iy_hi < -1 || iy_lo > h - 1;
     if (outside) {
       for (int32_t j = 0; j < n; ++j) taps[0][j] = taps[1][j] = taps[2][j] = 0;
-    } else if (interior) {
+    } else if (interior && !pre) {
       for (int32_t j = 0; j < n; ++j) {
         const uint8_t* q = plane + (iys[j] * w + ixs[j]);
         taps[0][j] = pack4(q[0], q[1], q[w], q[w + 1]);
@@ -250,17 +283,27 @@ ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3]
         q += hw;
         taps[2][j] = pack4(q[0], q[1], q[w], q[w + 1]);
       }
+    } else if (interior) {
+      for (int c = 0; c < 3; ++c) {
+        const uint8_t* t = pre + c * 256;
+        for (int32_t j = 0; j < n; ++j) {
+          const uint8_t* q = plane + c * hw + (iys[j] * w + ixs[j]);
+          taps[c][j] = pack4(t[q[0]], t[q[1]], t[q[w]], t[q[w + 1]]);
+        }
+      }
     } else {
       for (int c = 0; c < 3; ++c) {
         const uint8_t* p = plane + c * hw;
+        uint8_t t[256];  // the channel's table, or the identity
+        for (int v = 0; v < 256; ++v) t[v] = pre ? pre[c * 256 + v] : static_cast<uint8_t>(v);
         for (int32_t j = 0; j < n; ++j) {
           const int32_t ix = ixs[j], iy = iys[j];
           const bool x0in = ix >= 0 && ix < w, x1in = ix >= -1 && ix < w - 1;
           const bool y0in = iy >= 0 && iy < h, y1in = iy >= -1 && iy < h - 1;
           const uint8_t* r0 = p + static_cast<int64_t>(iy) * w;
           const uint8_t* r1 = r0 + w;
-          taps[c][j] = pack4(y0in && x0in ? r0[ix] : 0, y0in && x1in ? r0[ix + 1] : 0, y1in && x0in ? r1[ix] : 0,
-                             y1in && x1in ? r1[ix + 1] : 0);
+          taps[c][j] = pack4(y0in && x0in ? t[r0[ix]] : 0, y0in && x1in ? t[r0[ix + 1]] : 0,
+                             y1in && x0in ? t[r1[ix]] : 0, y1in && x1in ? t[r1[ix + 1]] : 0);
         }
       }
     }
@@ -271,11 +314,12 @@ ANOFAST_TEXTURE_INLINE void affine_row(const uint8_t* plane, uint8_t* const o[3]
 ANOFAST_TEXTURE_INLINE bool is_pointwise(int32_t mode) { return mode != kSharpness && mode != kAffine; }
 
 // One stage on the pixels [x0, x1) of row y. Pointwise modes read `in` (three plane pointers at pixel x0);
-// SHARPNESS and AFFINE read the sample's whole (3, H, W) source `plane` instead (so only the first stage of a chain
-// may be one of them). Writes o[c][0 .. x1 - x0).
-ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const uint8_t* lut, const float* rec, const uint8_t* plane,
-                          int64_t height, int64_t width, int64_t y, int64_t x0, int64_t x1, const uint8_t* const in[3],
-                          uint8_t* const o[3]) {
+// SHARPNESS and AFFINE read the sample's whole (3, H, W) source `plane` instead, through the (3, 256) tables `pre`
+// when given (the tables before them in the chain). Writes o[c][0 .. x1 - x0).
+ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const uint8_t* lut, const float* rec,
+                                          const uint8_t* plane, const uint8_t* pre, int64_t height, int64_t width,
+                                          int64_t y, int64_t x0, int64_t x1, const uint8_t* const in[3],
+                                          uint8_t* const o[3]) {
   const int64_t n = x1 - x0;
   switch (mode) {
     case kLut:
@@ -283,14 +327,13 @@ ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const u
       break;
     case kBrightness: brightness_row(in[0], in[1], in[2], o[0], o[1], o[2], fp[0], fp[1], n); break;
     case kHueSat: huesat_row(in[0], in[1], in[2], o[0], o[1], o[2], rec, fp[0], fp[1], fp[2], n); break;
-    case kSharpness: {
-      const bool border = y == 0 || y == height - 1;
+    case kSharpness:
       for (int c = 0; c < 3; ++c) {
-        sharpness_row(plane + (c * height + y) * width, o[c], width, border, fp[0], x0, x1);
+        sharpness_row(plane + (c * height + y) * width, o[c], height, width, y, fp[0], x0, x1,
+                      pre ? pre + c * 256 : nullptr);
       }
       break;
-    }
-    case kAffine: affine_row(plane, o, height, width, y, fp, x0, x1); break;
+    case kAffine: affine_row(plane, o, height, width, y, fp, x0, x1, pre); break;
     case kGrayscale: grayscale_row(in[0], in[1], in[2], o[0], o[1], o[2], n); break;
     default:
       for (int c = 0; c < 3; ++c) std::memcpy(o[c], in[c], static_cast<size_t>(n));
@@ -298,9 +341,9 @@ ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const u
   }
 }
 
-// Where the compiler supports it, chain_row is also built for AVX2 and picked at load time (glibc ifunc): the
-// wheel stays baseline x86-64, and AVX2 machines run the pointwise loops about twice as fast. AVX2 brings no FMA
-// (a separate ISA flag) and -ffp-contract=off holds, so both versions compute the same bits.
+// Where the compiler supports it, chain_row and chain_sparse are also built for AVX2 and picked at load time (glibc
+// ifunc): the wheel stays baseline x86-64, and AVX2 machines run the pointwise loops about twice as fast. AVX2
+// brings no FMA (a separate ISA flag) and -ffp-contract=off holds, so both versions compute the same bits.
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(ANOFAST_NO_CLONES)
 #define ANOFAST_TEXTURE_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -310,13 +353,14 @@ ANOFAST_TEXTURE_INLINE void stage_segment(int32_t mode, const float* fp, const u
 constexpr int64_t kSegment = 256;  // pixels a chain carries through its stack scratch at a time
 
 // A sample's chain on the pixels [x0, x1) of row y: the stages stages[0 .. n_stages) (indices into the sample's
-// mode (K,), fp (K, 4), lut (K, 3, 256)) in order; the first reads `plane` (the sample's (3, H, W) source), each
-// later one (pointwise) reads the previous one's bytes from a stack buffer, the last writes `out` (the sample's
-// (3, H, W) output). Every stage rounds to uint8 as a separate pass would, so the bytes are those of n_stages passes.
-ANOFAST_TEXTURE_CLONES inline void chain_row(const uint8_t* plane, uint8_t* out, const int32_t* stages,
-                                             int32_t n_stages, const int32_t* mode, const float* fp,
-                                             const uint8_t* lut, const float* rec, int64_t height, int64_t width,
-                                             int64_t y, int64_t x0, int64_t x1) {
+// mode (K,), fp (K, 4), lut (K, 3, 256)) in order; the first reads `plane` (the sample's (3, H, W) source; through the
+// tables `pre` if it is a stencil stage and `pre` is given), each later one (pointwise) reads the previous one's bytes
+// from a stack buffer, the last writes `out` (the sample's (3, H, W) output). Every stage rounds to uint8 as a
+// separate pass would, so the bytes are those of n_stages passes.
+ANOFAST_TEXTURE_CLONES inline void chain_row(const uint8_t* plane, uint8_t* out, const uint8_t* pre,
+                                             const int32_t* stages, int32_t n_stages, const int32_t* mode,
+                                             const float* fp, const uint8_t* lut, const float* rec, int64_t height,
+                                             int64_t width, int64_t y, int64_t x0, int64_t x1) {
   const int64_t hw = height * width;
   uint8_t scratch[2][3][kSegment];
   for (int64_t xa = x0; xa < x1; xa += kSegment) {
@@ -327,7 +371,7 @@ ANOFAST_TEXTURE_CLONES inline void chain_row(const uint8_t* plane, uint8_t* out,
     for (int32_t i = 0; i < n_stages; ++i) {
       const int32_t k = stages[i];
       for (int c = 0; c < 3; ++c) o[c] = i == n_stages - 1 ? out + c * hw + y * width + xa : scratch[i & 1][c];
-      stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, plane, height, width, y, xa, xb, in, o);
+      stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, plane, pre, height, width, y, xa, xb, in, o);
       for (int c = 0; c < 3; ++c) in[c] = o[c];
     }
   }
@@ -389,7 +433,8 @@ ANOFAST_TEXTURE_INLINE void flush_pack(Pack& p, uint8_t* out, int32_t first, con
     const int32_t k = stages[i];
     const uint8_t* in[3] = {p.buf[cur][0], p.buf[cur][1], p.buf[cur][2]};
     uint8_t* o[3] = {p.buf[cur ^ 1][0], p.buf[cur ^ 1][1], p.buf[cur ^ 1][2]};
-    stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, nullptr, height, width, 0, 0, p.used, in, o);
+    stage_segment(mode[k], fp + 4 * k, lut + 768 * k, rec, nullptr, nullptr, height, width, 0, 0, p.used, in,
+                  o);
   }
   const int64_t hw = height * width;
   for (int32_t r = 0; r < p.n_runs; ++r) {
@@ -402,14 +447,15 @@ ANOFAST_TEXTURE_INLINE void flush_pack(Pack& p, uint8_t* out, int32_t first, con
 }
 
 // The sparse form of chain_row over rows [y0, y1) and columns [x0, x1) of one sample: only the pixels with
-// where[y * width + x] > 0.5. Mask runs are short (a Perlin blob crosses a row in a few pixels), so instead of running
+// where[y * width + x] > 0.5. Mask runs are short (a Perlin blob crosses a row in ~8 pixels), so instead of running
 // the chain run by run (scalar loop tails, a call per stage per run) the pixels are packed into a buffer, the
 // pointwise stages run over the whole buffer, and the results go back run by run. A first stage that reads
-// neighbours runs per run, at the pixels' real positions, straight into the buffer.
-ANOFAST_TEXTURE_CLONES inline void chain_sparse(const uint8_t* plane, uint8_t* out, const float* where,
-                                                const int32_t* stages, int32_t n_stages, const int32_t* mode,
-                                                const float* fp, const uint8_t* lut, const float* rec, int64_t height,
-                                                int64_t width, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+// neighbours runs per run, at the pixels' real positions (through `pre`, as in chain_row), straight into the buffer.
+ANOFAST_TEXTURE_CLONES inline void chain_sparse(const uint8_t* plane, uint8_t* out, const uint8_t* pre,
+                                                const float* where, const int32_t* stages, int32_t n_stages,
+                                                const int32_t* mode, const float* fp, const uint8_t* lut,
+                                                const float* rec, int64_t height, int64_t width, int64_t y0,
+                                                int64_t y1, int64_t x0, int64_t x1) {
   constexpr int64_t kCols = 1024;  // columns scanned at a time
   Pack p;
   int64_t starts[kCols / 2], ends[kCols / 2];
@@ -425,8 +471,8 @@ ANOFAST_TEXTURE_CLONES inline void chain_sparse(const uint8_t* plane, uint8_t* o
           const int32_t n = static_cast<int32_t>(min_(ends[r] - xa, static_cast<int64_t>(Pack::kSize - p.used)));
           uint8_t* o[3] = {p.buf[0][0] + p.used, p.buf[0][1] + p.used, p.buf[0][2] + p.used};
           if (stencil) {
-            stage_segment(mode[head], fp + 4 * head, lut + 768 * head, rec, plane, height, width, y, xa, xa + n,
-                          nullptr, o);
+            stage_segment(mode[head], fp + 4 * head, lut + 768 * head, rec, plane, pre, height, width, y, xa,
+                          xa + n, nullptr, o);
           } else {
             for (int c = 0; c < 3; ++c) std::memcpy(o[c], plane + c * hw + y * width + xa, static_cast<size_t>(n));
           }

@@ -57,30 +57,49 @@ void texture_stage_cpu(const carray<uint8_t>& src, const carray<int32_t>& mode, 
   const int32_t* bx = box.data();
   const float* rec = recip.data();
   uint8_t* o = mut(out);
-  // Per sample, the stages that do work: IDENTITY after the first is a no-op, and a leading IDENTITY can be dropped
-  // when a (pointwise) stage follows it.
+  // Per sample, the stages that do work. A chain may hold one stencil stage (SHARPNESS, AFFINE), with only tables
+  // (LUT, IDENTITY) before it: those are composed into one (3, 256) table per sample that the stencil reads its bytes
+  // through, and the chain starts at the stencil. Otherwise IDENTITY is a no-op (kept when it is the whole chain).
   std::vector<int32_t> stages(static_cast<size_t>(batch * count));
   std::vector<int32_t> n_stages(static_cast<size_t>(batch));
+  std::vector<uint8_t> pre(static_cast<size_t>(batch * 768));
+  std::vector<char> has_pre(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
     const int32_t* mb = md + b * count;
     const int32_t* bb = bx + 4 * b;
     if (bb[0] < 0 || bb[1] < 0 || bb[2] > height || bb[3] > width) throw py::value_error("box: outside the image");
     if (si && (si[b] < 0 || si[b] >= n_src)) throw py::value_error("src_index: texture index out of range");
-    int32_t n = 0;
+    int64_t stencil = -1;
+    bool tables = true;  // every stage so far is LUT or IDENTITY
     for (int64_t k = 0; k < count; ++k) {
       if (mb[k] < 0 || mb[k] >= texture::kNumModes) throw py::value_error("mode: unknown mode id");
-      if (k > 0 && !texture::is_pointwise(mb[k])) {
-        throw py::value_error("mode: only the first stage of a chain may be sharpness or affine");
+      if (!texture::is_pointwise(mb[k])) {
+        if (!tables) throw py::value_error("mode: a sharpness or affine stage may follow only table stages");
+        stencil = k;
       }
-      if (mb[k] != texture::kIdentity) stages[b * count + n++] = static_cast<int32_t>(k);
+      tables = tables && (mb[k] == texture::kLut || mb[k] == texture::kIdentity);
+    }
+    uint8_t* t = pre.data() + b * 768;
+    for (int v = 0; v < 768; ++v) t[v] = static_cast<uint8_t>(v & 255);
+    for (int64_t k = 0; k < stencil; ++k) {
+      if (mb[k] != texture::kLut) continue;
+      has_pre[b] = 1;
+      const uint8_t* lk = lt + (b * count + k) * 768;
+      for (int c = 0; c < 3; ++c) {
+        for (int v = 0; v < 256; ++v) t[c * 256 + v] = lk[c * 256 + t[c * 256 + v]];
+      }
+    }
+    int32_t n = 0;
+    for (int64_t k = std::max<int64_t>(stencil, 0); k < count; ++k) {
+      if (k == stencil || mb[k] != texture::kIdentity) stages[b * count + n++] = static_cast<int32_t>(k);
     }
     if (n == 0) stages[b * count + n++] = 0;  // all IDENTITY: one copy
     n_stages[b] = n;
   }
   py::gil_scoped_release release;
   // Work items: blocks of kBlock rows of a sample's box, block-major (block 0 of every sample, then block 1, ...):
-  // rows stream through memory inside a block, and the static split hands each thread a share of every sample
-  // (boxes and chains differ per sample).
+  // rows stream through memory inside a block (the sparse path's run-by-run accesses need that to stay cheap), and
+  // each chunk of items mixes samples, whose boxes and chains differ in cost.
   constexpr int64_t kBlock = 16;
   std::vector<int64_t> items;
   for (int64_t y = 0; y < height; y += kBlock) {
@@ -100,12 +119,13 @@ void texture_stage_cpu(const carray<uint8_t>& src, const carray<int32_t>& mode, 
     const int32_t* mb = md + b * count;
     const float* fb = fp + b * count * 4;
     const uint8_t* lb = lt + b * count * 768;
+    const uint8_t* tb = has_pre[b] ? pre.data() + b * 768 : nullptr;
     if (wh && (!sp || sp[b])) {
-      texture::chain_sparse(sb, ob, wh + b * height * width, st, n_stages[b], mb, fb, lb, rec, height, width, y0, y1,
-                            bb[1], bb[3]);
+      texture::chain_sparse(sb, ob, tb, wh + b * height * width, st, n_stages[b], mb, fb, lb, rec, height, width, y0,
+                            y1, bb[1], bb[3]);
     } else {
       for (int64_t y = y0; y < y1; ++y) {
-        texture::chain_row(sb, ob, st, n_stages[b], mb, fb, lb, rec, height, width, y, bb[1], bb[3]);
+        texture::chain_row(sb, ob, tb, st, n_stages[b], mb, fb, lb, rec, height, width, y, bb[1], bb[3]);
       }
     }
   });

@@ -303,11 +303,15 @@ def test_stage_bad_input():
 
 
 def _chain_params(batch, count, seed=0):
-    """(B, K) chains: a first stage of any mode, then pointwise stages, with realistic fparams and random tables."""
+    """(B, K) chains as the driver makes them: pointwise stages after a first stage of each mode (samples 0-6), and
+    from sample 7 on, sharpness or affine behind one or two tables; realistic fparams, random tables."""
     g = torch.Generator().manual_seed(seed)
     pointwise = torch.tensor([IDENTITY, LUT, BRIGHTNESS, HUESAT, GRAYSCALE], dtype=torch.int32)
     mode = pointwise[torch.randint(0, 5, (batch, count), generator=g)]
-    mode[:, 0] = torch.arange(batch, dtype=torch.int32) % 7  # every mode leads some chain
+    mode[:, 0] = torch.arange(batch, dtype=torch.int32) % 7
+    for b in range(7, batch if count > 1 else 0):
+        lead = [LUT, SHARPNESS] if b % 2 else [IDENTITY, LUT, AFFINE][-count:]
+        mode[b, : len(lead)] = torch.tensor(lead, dtype=torch.int32)
     fp = torch.stack([torch.stack([_mode_params(int(m), 1, seed=seed + 7 * b + k)[0] for k, m in enumerate(row)])
                       for b, row in enumerate(mode.tolist())])  # fmt: skip
     lut = torch.randint(0, 256, (batch, count, 3, 256), dtype=torch.uint8, generator=g)
@@ -321,9 +325,9 @@ def _masks(batch, h, w, seed=0):
 
 
 def test_stage_chain_equals_separate_stages():
-    src = _images(7, 13, 17, seed=4)
-    mode, fp, lut = _chain_params(7, 3)
-    box = _random_boxes(7, 13, 17, seed=2)
+    src = _images(9, 13, 17, seed=4)
+    mode, fp, lut = _chain_params(9, 3)
+    box = _random_boxes(9, 13, 17, seed=2)
     chained = torch.full_like(src, 9)
     texture_stage(src, mode, fp, lut, box, chained, backend="reference")
     image = src
@@ -355,14 +359,15 @@ def test_stage_where_sparse_and_src_index_reference():
 def test_stage_chain_where_backend_matches_reference(backend, size):
     name, device = backend
     h, w = size
-    batch = 7
-    pool = _images(9, h, w, seed=5)
-    index = torch.tensor([8, 0, 2, 2, 5, 1, 7], dtype=torch.int64)
+    batch = 10
+    pool = _images(11, h, w, seed=5)
+    index = torch.tensor([8, 0, 2, 2, 5, 1, 7, 10, 3, 3], dtype=torch.int64)
     mode, fp, lut = _chain_params(batch, 3, seed=2)
     where, _ = _masks(batch, h, w, seed=1)
     box = _random_boxes(batch, h, w, seed=3)
-    sparse = torch.tensor([True, False, True, True, False, True, True])
-    for kw in ({}, {"where": where}, {"where": where, "sparse": sparse}, {"src_index": index}):
+    sparse = torch.tensor([True, False, True, True, False, True, True, True, False, True])
+    variants = [{"where": where, "sparse": sparse}, {"src_index": index}]
+    for kw in variants if INTERPRET else [{}, {"where": where}, *variants]:
         src = pool if "src_index" in kw or "where" in kw else pool[:batch]
         if "where" in kw:
             kw = {**kw, "src_index": index}
@@ -378,10 +383,10 @@ def test_stage_chain_where_backend_matches_reference(backend, size):
 def test_cpp_sparse_long_runs_and_wide_rows(backend):
     # Dense masks fill the C++ kernel's pixel pack (1024) mid-row and rows wider than its 1024-column scan chunk.
     for h, w in ((40, 64), (3, 1100)):
-        src = _images(7, h, w, seed=8)
-        mode, fp, lut = _chain_params(7, 3, seed=4)
-        where = (torch.rand(7, 1, h, w, generator=torch.Generator().manual_seed(1)) < 0.97).float()
-        box = torch.tensor([[0, 0, h, w]] * 7, dtype=torch.int32)
+        src = _images(9, h, w, seed=8)
+        mode, fp, lut = _chain_params(9, 3, seed=4)
+        where = (torch.rand(9, 1, h, w, generator=torch.Generator().manual_seed(1)) < 0.97).float()
+        box = torch.tensor([[0, 0, h, w]] * 9, dtype=torch.int32)
         expected = texture_stage(src, mode, fp, lut, box, torch.zeros_like(src), where=where, backend="reference")
         actual = texture_stage(src, mode, fp, lut, box, torch.zeros_like(src), where=where, backend="cpp")
         assert_verbose_equal(actual, expected, f"cpp sparse {h}x{w}")
@@ -389,9 +394,9 @@ def test_cpp_sparse_long_runs_and_wide_rows(backend):
 
 @pytest.mark.parametrize("backend", [p for p in backend_params("texture_stage") if p.id == "cpp"])
 def test_cpp_chain_where_is_thread_count_invariant(backend):
-    src = _images(8, 64, 48, seed=2)
-    mode, fp, lut = _chain_params(8, 3, seed=6)
-    where, box = _masks(8, 64, 48, seed=2)
+    src = _images(9, 64, 48, seed=2)
+    mode, fp, lut = _chain_params(9, 3, seed=6)
+    where, box = _masks(9, 64, 48, seed=2)
     threads = torch.get_num_threads()
     outs = []
     try:
@@ -408,8 +413,10 @@ def test_stage_chain_bad_input():
     mode, fp, lut = _chain_params(2, 2)
     box = torch.tensor([[0, 0, 4, 4]] * 2, dtype=torch.int32)
     out = torch.zeros_like(src)
-    with pytest.raises(ValueError, match="only the first stage"):
-        texture_stage(src, torch.tensor([[LUT, AFFINE]] * 2, dtype=torch.int32), fp, lut, box, out)
+    with pytest.raises(ValueError, match="may follow only LUT / IDENTITY"):
+        texture_stage(src, torch.tensor([[BRIGHTNESS, AFFINE]] * 2, dtype=torch.int32), fp, lut, box, out)
+    with pytest.raises(ValueError, match="may follow only LUT / IDENTITY"):
+        texture_stage(src, torch.tensor([[SHARPNESS, AFFINE]] * 2, dtype=torch.int32), fp, lut, box, out)
     with pytest.raises(ValueError, match="fparams must have shape"):
         texture_stage(src, mode, fp[:, 0], lut, box, out)
     with pytest.raises(ValueError, match="src_index must lie"):
@@ -749,6 +756,10 @@ def test_augment_mirrors_push_histograms():
     assert passes == ((0, 3),) and source == (0, _PUSH, _PUSH)
     passes, source = _split((AFFINE, LUT), (0, 2), (False, False))  # a rotation changes the histogram
     assert passes == ((0, 1), (1, 2)) and source == (0, _IMAGE)
+    # Tables before a stencil stage ride in its pass (read through); anything else ends the pass.
+    assert _split((LUT, LUT, AFFINE, HUESAT), (0, 1, 0, 0), (False,) * 4)[0] == ((0, 4),)
+    assert _split((BRIGHTNESS, LUT, SHARPNESS), (0, 0, 0), (False,) * 3)[0] == ((0, 2), (2, 3))
+    assert _split((SHARPNESS, LUT, AFFINE), (0, 0, 0), (False,) * 3)[0] == ((0, 2), (2, 3))
     tex = _images(12, 19, 23, seed=16)
     p = sample_texture_aug_params(SEEDS[:12], augmentations=["hflip", "vflip", "equalize", "autocontrast", "rotate"],
                                   count=4)  # fmt: skip
