@@ -175,7 +175,7 @@ def _texture_stage_kernel(
     lb = lut_ptr + b * K * 768
     # The stage that reads neighbours (sharpness, affine), if the chain has one: the tables before it are applied to
     # the bytes it reads, and it yields the three channels as int32 values.
-    s = -1
+    s = tl.full([], -1, dtype=tl.int32)  # a tensor: it is reassigned under runtime conditions
     for k in range(0, K):
         m = tl.load(mb + k)
         if (m == 4) | (m == 5):
