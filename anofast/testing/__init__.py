@@ -53,3 +53,28 @@ def assert_verbose_equal(actual: Tensor, expected: Tensor, what: str = "") -> No
         f"{what}: {(actual != expected).sum().item()} elements differ; first at {diff}: "
         f"{[actual[tuple(i)].item() for i in diff]} vs {[expected[tuple(i)].item() for i in diff]}"
     )
+
+
+def compile_ptx_for_cuda(kernel, signature: dict, constexprs: dict) -> str:
+    """PTX of a Triton ``kernel`` compiled for sm_80 with FMA fusion off; needs triton, not a GPU."""
+    import pytest
+
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.compiler.errors import CompilationError
+
+    src = ASTSource(fn=kernel, signature={**signature, **dict.fromkeys(constexprs, "constexpr")}, constexprs=constexprs)
+    try:
+        compiled = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
+    except CompilationError:
+        raise
+    except Exception as exc:  # a missing toolchain piece (ptxas ...), not an error in the kernel
+        pytest.skip(f"cannot compile for CUDA here: {exc}")
+    return compiled.asm["ptx"]
+
+
+def assert_exact_ptx(ptx: str) -> None:
+    """Exactness needs plain IEEE float ops: no contracted multiply-add, no approximate reciprocal / division."""
+    for op in ("fma.rn.f32", "mad.f32", "rcp.", "div.approx", "div.full", "div.rn.f32"):
+        assert op not in ptx, op

@@ -8,7 +8,7 @@ import torch
 from anofast._backend import triton_interpreted
 from anofast.ops.blend import blend
 from anofast.reference.blend import INV255
-from anofast.testing import assert_verbose_equal, backend_params, make_batch
+from anofast.testing import assert_exact_ptx, compile_ptx_for_cuda, assert_verbose_equal, backend_params, make_batch
 
 INTERPRETED = triton_interpreted()
 SIZES = [(1, 1), (7, 5), (37, 53), (64, 64)]
@@ -179,29 +179,6 @@ def test_cpp_baseline_copy_matches(backend, monkeypatch):
         assert torch.equal(got[1], expected[1]) and torch.equal(got[2], expected[2])
 
 
-def _compile_for_cuda(kernel, signature: dict, constexprs: dict) -> str:
-    """PTX of ``kernel`` compiled for sm_80 with FMA fusion off; needs triton, not a GPU."""
-    triton = pytest.importorskip("triton")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.compiler.errors import CompilationError
-
-    src = ASTSource(fn=kernel, signature={**signature, **dict.fromkeys(constexprs, "constexpr")}, constexprs=constexprs)
-    try:
-        compiled = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
-    except CompilationError:
-        raise
-    except Exception as exc:  # a missing toolchain piece (ptxas ...), not an error in the kernel
-        pytest.skip(f"cannot compile for CUDA here: {exc}")
-    return compiled.asm["ptx"]
-
-
-def _assert_exact_ptx(ptx: str) -> None:
-    # Exactness needs plain IEEE float ops: no contracted multiply-add, no approximate reciprocal / division.
-    for op in ("fma.rn.f32", "mad.f32", "rcp.", "div.approx", "div.full", "div.rn.f32"):
-        assert op not in ptx, op
-
-
 @pytest.mark.skipif(INTERPRETED, reason="compiles the real kernel; the interpreter replaces it")
 def test_triton_kernel_compiles_for_cuda_without_fma():
     from anofast._kernels import blend as kb
@@ -211,7 +188,7 @@ def test_triton_kernel_compiles_for_cuda_without_fma():
     for channels in (1, 3):
         for has_bbox in (False, True):
             const = {"C": channels, "HAS_BBOX": has_bbox, "BLOCK_W": 256}
-            _assert_exact_ptx(_compile_for_cuda(kb._blend_kernel, sig, const))
+            assert_exact_ptx(compile_ptx_for_cuda(kb._blend_kernel, sig, const))
 
 
 # --- bad input -------------------------------------------------------------------------------------------

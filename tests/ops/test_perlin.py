@@ -11,7 +11,7 @@ from anofast import BackendUnavailableError, sample_seeds
 from anofast._backend import triton_interpreted
 from anofast.ops.perlin import PerlinParams, perlin_mask, perlin_noise, sample_perlin_params
 from anofast.reference.perlin import G1, perlin_frame, perlin_noise_reference, row_extents
-from anofast.testing import assert_verbose_equal, backend_params
+from anofast.testing import assert_exact_ptx, compile_ptx_for_cuda, assert_verbose_equal, backend_params
 
 INTERPRETED = triton_interpreted()
 SIZES = [(1, 1), (7, 5), (37, 53), (64, 64)]
@@ -278,29 +278,6 @@ def test_cpp_baseline_copy_matches(backend, monkeypatch):
         assert torch.equal(m4[0], ref[0]) and torch.equal(m4[1], ref[1])
 
 
-def _compile_for_cuda(kernel, signature: dict, constexprs: dict) -> str:
-    """PTX of ``kernel`` compiled for sm_80 with FMA fusion off; needs triton, not a GPU."""
-    triton = pytest.importorskip("triton")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.compiler.errors import CompilationError
-
-    src = ASTSource(fn=kernel, signature={**signature, **dict.fromkeys(constexprs, "constexpr")}, constexprs=constexprs)
-    try:
-        compiled = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
-    except CompilationError:
-        raise
-    except Exception as exc:  # a missing toolchain piece (ptxas ...), not an error in the kernel
-        pytest.skip(f"cannot compile for CUDA here: {exc}")
-    return compiled.asm["ptx"]
-
-
-def _assert_exact_ptx(ptx: str) -> None:
-    # Exactness needs plain IEEE float ops: no contracted multiply-add, no approximate reciprocal / division.
-    for op in ("fma.rn.f32", "mad.f32", "rcp.", "div.approx", "div.full", "div.rn.f32"):
-        assert op not in ptx, op
-
-
 @pytest.mark.skipif(INTERPRETED, reason="compiles the real kernels; the interpreter replaces them")
 def test_triton_kernels_compile_for_cuda_without_fma():
     from anofast._kernels import perlin as kp
@@ -308,13 +285,13 @@ def test_triton_kernels_compile_for_cuda_without_fma():
     frame = {"H": "i32", "W": "i32", "cx": "fp32", "cy": "fp32", "xmax": "fp32", "ymax": "fp32"}
     ptrs = {"res_ptr": "*i32", "grads_ptr": "*fp32", "frame_ptr": "*fp32"}
     noise = {"out_ptr": "*fp32", **ptrs, **frame}
-    _assert_exact_ptx(_compile_for_cuda(kp._perlin_noise_kernel, noise, {"G1": G1, "BLOCK_W": 256}))
+    assert_exact_ptx(compile_ptx_for_cuda(kp._perlin_noise_kernel, noise, {"G1": G1, "BLOCK_W": 256}))
     mask = {"mask_ptr": "*fp32", "ext_ptr": "*i32", **ptrs, "thr_ptr": "*fp32", "comb_ptr": "*i32",
             "fg_ptr": "*fp32", "apply_ptr": "*u8", "H": "i32", "W": "i32", "L": "i32",
             "cx": "fp32", "cy": "fp32", "xmax": "fp32", "ymax": "fp32"}  # fmt: skip
     for has_fg in (False, True):
-        ptx = _compile_for_cuda(kp._perlin_mask_kernel, mask, {"G1": G1, "HAS_FG": has_fg, "BLOCK_W": 256})
-        _assert_exact_ptx(ptx)
+        ptx = compile_ptx_for_cuda(kp._perlin_mask_kernel, mask, {"G1": G1, "HAS_FG": has_fg, "BLOCK_W": 256})
+        assert_exact_ptx(ptx)
 
 
 # --- bad input -------------------------------------------------------------------------------------------
