@@ -36,6 +36,18 @@ class Stream(enum.IntEnum):
     PROCEDURAL = 6  # procedural texture parameters
     PROCEDURAL_PIXELS = 7  # procedural texture per-pixel grain
     RETRY = 8  # re-draws for empty masks (counter = attempt)
+    NORMAL_TEST = 9  # reserved: rng_normal tests and benchmarks
+    CUTPASTE = 10  # CutPaste: variant, box, aspect, jitter, rotation, paste location
+    NSA = 11  # NSA: patch count, source image, sizes, shifts, intensity label
+    FEATURE_SCALAR = 12  # FeatureNoise: per-sample coin, Perlin parameters at feature resolution
+    FEATURE_NOISE = 13  # FeatureNoise: per-element Gaussian noise
+    COMPOSE = 14  # OneOf / p_normal: which generator, normal or not
+    DEPTH = 15  # DepthAnomaly: kind, footprint, height, colour change
+    DEPTH_PIXELS = 16  # DepthAnomaly: per-pixel draws (e.g. roughness)
+    POINTCLOUD = 17  # PointCloudAnomaly: seeds, radii, heights, debris
+    DIFFUSION = 18  # diffusion samplers: per-step noise (counter = step * numel + element)
+    DIFFUSION_SCALAR = 19  # diffusion: per-sample scalars (e.g. class, strength jitter)
+    EVAL = 20  # eval: data order, detector initialisation draws
     TEST = 31  # reserved for tests
 
 
@@ -95,6 +107,48 @@ def to_unit_float(b: Tensor) -> Tensor:
 def uniform(seeds: Tensor, stream: int, n: int) -> Tensor:
     """``(B, n)`` float32 uniforms in [0, 1): the reference of the ``rng_uniform`` op."""
     return to_unit_float(uniform_bits(seeds, stream, n))
+
+
+NORMAL_TABLE_BITS = 14  # the normal sampler's table has 2**14 intervals; the low 18 bits interpolate
+NORMAL_FRAC_SCALE = 3.814697265625e-06  # 2**-18
+_normal_tables: dict[torch.device, Tensor] = {}
+
+
+def normal_table(device: torch.device | str | None = None) -> Tensor:
+    """The ``(2**14 + 1,)`` float32 knots of the normal sampler's quantile function (cached per device).
+
+    Knot ``k`` is ``Phi^-1((k + 1/2) / (2**14 + 1))`` made exactly antisymmetric, then scaled so that the
+    piecewise-linear distribution :func:`to_normal` draws from has variance exactly 1 (in float64). It is a
+    standard normal truncated at about +-3.9 sigma (the mass beyond, 6e-5, is folded into the last
+    intervals). The table is computed once here and handed to every backend, so they agree by construction.
+    """
+    device = torch.device("cpu" if device is None else device)
+    table = _normal_tables.get(device)
+    if table is None:
+        n = 1 << NORMAL_TABLE_BITS
+        q = torch.special.ndtri((torch.arange(n + 1, dtype=torch.float64) + 0.5) / (n + 1))
+        q = 0.5 * (q - q.flip(0))
+        lo, hi = q[:-1], q[1:]
+        q = q / ((lo * lo + lo * hi + hi * hi) / 3).mean().sqrt()  # each interval is uniform in its fraction
+        table = _normal_tables[device] = q.to(torch.float32).to(device)
+    return table
+
+
+def to_normal(b: Tensor, table: Tensor) -> Tensor:
+    """32 random bits (int64 in [0, 2**32)) -> float32 standard normal: linear interpolation in ``table``.
+
+    The top 14 bits pick the interval, the low 18 bits the position in it. Only exactly rounded float32
+    ``-``, ``*``, ``+`` in this order, so C++ (no FMA) and Triton (no fp fusion) give the same bits.
+    """
+    i = b >> (32 - NORMAL_TABLE_BITS)
+    f = (b & ((1 << (32 - NORMAL_TABLE_BITS)) - 1)).to(torch.float32) * NORMAL_FRAC_SCALE
+    lo = table[i]
+    return lo + (table[i + 1] - lo) * f
+
+
+def normal(seeds: Tensor, stream: int, n: int) -> Tensor:
+    """``(B, n)`` float32 standard normals: the reference of the ``rng_normal`` op."""
+    return to_normal(uniform_bits(seeds, stream, n), normal_table(seeds.device))
 
 
 def sample_seeds(seed: int, count: int, offset: int = 0) -> Tensor:

@@ -42,3 +42,19 @@ def bits(skey, counter):
 def uniform(skey, counter):
     """float32 in [0, 1) from the top 24 bits."""
     return (bits(skey, counter) >> 8).to(tl.float32) * 5.9604644775390625e-08
+
+
+@triton.jit
+def to_normal(b, table_ptr):
+    """Standard normal from 32 random bits; ``table_ptr`` holds ``anofast._rng.normal_table(device)``."""
+    b = b.to(tl.uint32)
+    i = (b >> 18).to(tl.int32)
+    f = (b & 0x3FFFF).to(tl.float32) * 3.814697265625e-06
+    lo = tl.load(table_ptr + i)
+    return lo + (tl.load(table_ptr + i + 1) - lo) * f
+
+
+@triton.jit
+def normal(skey, counter, table_ptr):
+    """Standard normal for element ``counter`` of the stream ``skey``."""
+    return to_normal(bits(skey, counter), table_ptr)

@@ -33,4 +33,15 @@ inline float uniform(uint32_t skey, uint32_t counter) {
   return static_cast<float>(bits(skey, counter) >> 8) * 5.9604644775390625e-08f;  // 2^-24
 }
 
+// Standard normal from 32 random bits: linear interpolation in the quantile table that
+// anofast._rng.normal_table() builds and passes in ((1 << kNormalTableBits) + 1 floats). The top 14 bits
+// pick the interval, the low 18 the position in it; the same - * + order as the reference, no FMA.
+constexpr int kNormalTableBits = 14;
+inline float normal(const float* table, uint32_t b) {
+  const uint32_t i = b >> (32 - kNormalTableBits);
+  const float f = static_cast<float>(b & ((1u << (32 - kNormalTableBits)) - 1u)) * 3.814697265625e-06f;  // 2^-18
+  const float lo = table[i];
+  return lo + (table[i + 1] - lo) * f;
+}
+
 }  // namespace anofast::rng

@@ -4,7 +4,7 @@ import torch
 
 import anofast
 from anofast import _rng
-from anofast.ops.rng import rng_uniform
+from anofast.ops.rng import rng_normal, rng_uniform
 from anofast.testing import assert_verbose_equal, backend_params
 
 SEEDS = torch.tensor([0, 1, -1, 2**63 - 1, -(2**63), 123456789012345], dtype=torch.int64)
@@ -98,3 +98,57 @@ def test_golden_values():
     assert bits == [[870610294, 368117577, 4074995693], [632731020, 158478629, 4234349068]]
     u = _rng.uniform(torch.tensor([0, 123456789]), 1, 3)
     assert torch.equal(u, ((torch.tensor(bits) >> 8).float() * 2.0**-24))
+
+
+# ------------------------------------------------------------------------------------------------ normal
+def test_normal_table_shape_and_symmetry():
+    t = _rng.normal_table()
+    assert t.shape == (2**14 + 1,) and t.dtype == torch.float32
+    assert torch.equal(t, -t.flip(0)) and (t[1:] > t[:-1]).all()
+    assert 3.7 < t[-1].item() < 4.1
+
+
+def test_normal_matches_the_gaussian():
+    """Moments and the CDF at a few points against the standard normal's (N = 600k draws)."""
+    z = _rng.normal(SEEDS, 9, 100_000).double().flatten()
+    assert abs(z.mean().item()) < 0.006
+    assert abs(z.var().item() - 1) < 0.01
+    assert abs((z**4).mean().item() - 3) < 0.06  # kurtosis of a normal
+    for x in (-2.5, -1.0, 0.3, 1.96):
+        expected = torch.special.ndtr(torch.tensor(x, dtype=torch.float64)).item()
+        assert abs((z <= x).double().mean().item() - expected) < 0.003, x
+
+
+def test_normal_interpolates_its_table():
+    """A hand-made case: the top 14 bits pick the knot, the low 18 bits the fraction."""
+    t = _rng.normal_table()
+    b = torch.tensor([0, 5 << 18, (5 << 18) | (1 << 17), 2**32 - 1])
+    z = _rng.to_normal(b, t)
+    assert z[0] == t[0] and z[1] == t[5]
+    assert z[2] == t[5] + (t[6] - t[5]) * 0.5
+    assert t[-2] <= z[3] < t[-1]
+
+
+def test_rng_normal_bad_input():
+    with pytest.raises(TypeError, match="seeds"):
+        rng_normal(torch.zeros(3), 0, 4)
+    with pytest.raises(ValueError, match="stream"):
+        rng_normal(SEEDS, -1, 4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1025])
+@pytest.mark.parametrize("backend", backend_params("rng_normal"))
+def test_normal_backend_matches_reference_bitwise(backend, n):
+    name, device = backend
+    expected = rng_normal(SEEDS, 5, n, backend="reference")
+    actual = rng_normal(SEEDS.to(device), 5, n, backend=name).cpu()
+    assert_verbose_equal(actual, expected, f"rng_normal[{name}]")
+
+
+def test_normal_golden_values():
+    """Pins the normal sampler (table and interpolation) for two seeds."""
+    z = _rng.normal(torch.tensor([0, 123456789]), 1, 3)
+    assert z.tolist() == [
+        [-0.8323522210121155, -1.368186116218567, 1.6337337493896484],
+        [-1.0484330654144287, -1.788414716720581, 2.1943860054016113],
+    ]
