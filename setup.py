@@ -42,6 +42,8 @@ if not NO_EXTENSION:
             include_dirs=["csrc"],
             cxx_std=17,
             extra_compile_args=cflags,
+            # anofast._C.build_flags: what the benchmarks record about the build.
+            define_macros=[("ANOFAST_BUILD_FLAGS", '"' + " ".join(cflags) + '"')],
             extra_link_args=ldflags,
         )
     )

@@ -12,6 +12,32 @@ def check_tensor(x: object, name: str) -> Tensor:
     return x
 
 
+def check_param(
+    x: object,
+    name: str,
+    dtypes: torch.dtype | tuple[torch.dtype, ...],
+    shape: tuple[int, ...],
+    device: torch.device,
+) -> Tensor:
+    """Checks an op's parameter tensor: its dtype (one of ``dtypes``), exact ``shape`` (``-1`` = any size on
+    that axis) and ``device`` (the images'); returns it contiguous.
+
+    Raises:
+        TypeError: not a tensor, or another dtype.
+        ValueError: another shape, or another device than the images.
+    """
+    t = check_tensor(x, name)
+    dtypes = dtypes if isinstance(dtypes, tuple) else (dtypes,)
+    if t.dtype not in dtypes:
+        raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
+    if t.dim() != len(shape) or any(want not in (-1, got) for want, got in zip(shape, t.shape)):
+        want = tuple("*" if d == -1 else d for d in shape)
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but the images are on {device}")
+    return t.contiguous()
+
+
 def check_images(
     images: object, name: str = "images", channels: tuple[int, ...] = (1, 3), *, values: bool = True
 ) -> Tensor:

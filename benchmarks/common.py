@@ -129,10 +129,8 @@ def _extension_info() -> dict:
     except ImportError as exc:
         return {"cpp_available": False, "cpp_error": str(exc), "has_openmp": None}
     info = {"cpp_available": True, "has_openmp": bool(ext.has_openmp())}
-    # The extension does not record its compile flags; ANOFAST_NATIVE in this process's environment is the
-    # best available evidence (set it when running the benchmark, as for the build: see README).
-    info["native_build"] = os.environ.get("ANOFAST_NATIVE", "0") == "1"
-    info["native_build_source"] = "ANOFAST_NATIVE in the benchmark's environment"
+    info["build_flags"] = str(getattr(ext, "build_flags", ""))
+    info["native_build"] = "-march=native" in info["build_flags"]
     return info
 
 

@@ -12,18 +12,7 @@ from torch import Tensor
 
 import anofast.reference.blend  # noqa: F401  (registers the reference backend)
 from anofast._dispatch import dispatch, num_threads, register_impl
-
-
-def _check(name: str, t: object, dtypes: tuple[torch.dtype, ...], shape: tuple[int, ...], device) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in dtypes:
-        raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but images are on {device}")
-    return t.contiguous()
+from anofast._validate import check_param
 
 
 def blend(
@@ -76,14 +65,14 @@ def blend(
     batch, channels, height, width = images.shape
     dev = images.device
     images = images.contiguous()
-    texture = _check("texture", texture, (torch.uint8,), (batch, channels, height, width), dev)
-    placement = _check("placement", placement, (torch.float32, torch.bool), (batch, 1, height, width), dev)
+    texture = check_param(texture, "texture", (torch.uint8,), (batch, channels, height, width), dev)
+    placement = check_param(placement, "placement", (torch.float32, torch.bool), (batch, 1, height, width), dev)
     placement = placement.to(torch.float32)
-    opacity = _check("opacity", opacity, (torch.float32,), (batch,), dev)
+    opacity = check_param(opacity, "opacity", (torch.float32,), (batch,), dev)
     if batch and not bool(((opacity >= 0) & (opacity <= 1)).all()):
         raise ValueError("opacity must lie in [0, 1] (and not be NaN)")
     if bbox is not None:
-        bbox = _check("bbox", bbox, (torch.int32,), (batch, 4), dev)
+        bbox = check_param(bbox, "bbox", (torch.int32,), (batch, 4), dev)
         y0, x0, y1, x1 = bbox.unbind(1)
         if batch and not bool(((y0 >= 0) & (x0 >= 0) & (y0 <= y1) & (x0 <= x1) & (y1 <= height) & (x1 <= width)).all()):
             raise ValueError(f"bbox rows must satisfy 0 <= y0 <= y1 <= {height} and 0 <= x0 <= x1 <= {width}")

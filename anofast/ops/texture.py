@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from anofast._dispatch import dispatch, num_threads, register_impl
-from anofast._validate import check_tensor
+from anofast._validate import check_param, check_tensor
 from anofast.reference.texture import (
     AFFINE,
     BRIGHTNESS,
@@ -61,17 +61,6 @@ def _check_u8_images(x: object, name: str) -> Tensor:
     if t.dim() != 4 or t.shape[1] != 3:
         raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(t.shape)}")
     return t
-
-
-def _check_param(x: object, name: str, dtype: torch.dtype, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    t = check_tensor(x, name)
-    if t.dtype != dtype:
-        raise TypeError(f"{name} must be {dtype}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but the images are on {device}")
-    return t.contiguous()
 
 
 def texture_stage(
@@ -129,25 +118,25 @@ def texture_stage(
     if chain and count < 1:
         raise ValueError(f"mode must have shape (B,) or (B, K) with K >= 1, got {tuple(mode.shape)}")
     lead = (batch, count) if chain else (batch,)
-    mode = _check_param(mode, "mode", torch.int32, lead, dev).view(batch, count)
-    fparams = _check_param(fparams, "fparams", torch.float32, (*lead, 4), dev).view(batch, count, 4)
-    lut = _check_param(lut, "lut", torch.uint8, (*lead, 3, 256), dev).view(batch, count, 3, 256)
-    box = _check_param(box, "box", torch.int32, (batch, 4), dev)
+    mode = check_param(mode, "mode", torch.int32, lead, dev).view(batch, count)
+    fparams = check_param(fparams, "fparams", torch.float32, (*lead, 4), dev).view(batch, count, 4)
+    lut = check_param(lut, "lut", torch.uint8, (*lead, 3, 256), dev).view(batch, count, 3, 256)
+    box = check_param(box, "box", torch.int32, (batch, 4), dev)
     if src_index is None:
         if src.shape[0] != batch:
             raise ValueError(f"src has {src.shape[0]} images but out has {batch} (pass src_index to index a pool)")
         if out.data_ptr() == src.data_ptr() and batch > 0:
             raise ValueError("out must not be the same buffer as src (the stencil modes read neighbours)")
     else:
-        src_index = _check_param(src_index, "src_index", torch.int64, (batch,), dev)
+        src_index = check_param(src_index, "src_index", torch.int64, (batch,), dev)
         if batch and (int(src_index.min()) < 0 or int(src_index.max()) >= src.shape[0]):
             raise ValueError(f"src_index must lie in [0, {src.shape[0]}), got {src_index.tolist()}")
     if where is not None:
-        where = _check_param(where, "where", torch.float32, (batch, 1, height, width), dev)
+        where = check_param(where, "where", torch.float32, (batch, 1, height, width), dev)
     if sparse is not None:
         if where is None:
             raise ValueError("sparse needs where")
-        sparse = _check_param(sparse, "sparse", torch.bool, (batch,), dev)
+        sparse = check_param(sparse, "sparse", torch.bool, (batch,), dev)
     if batch == 0:
         return out
     if bool(((mode < 0) | (mode >= len(MODE_NAMES))).any()):
@@ -212,8 +201,8 @@ def texture_hist_lut(hist: Tensor, kind: Tensor, param: Tensor, *, backend: str 
     if hist.dtype != torch.int32 or hist.dim() != 3 or tuple(hist.shape[1:]) != (3, 256):
         raise TypeError(f"hist must be a (N, 3, 256) int32 tensor, got {hist.dtype} of shape {tuple(hist.shape)}")
     n = hist.shape[0]
-    kind = _check_param(kind, "kind", torch.int32, (n,), hist.device)
-    param = _check_param(param, "param", torch.float32, (n,), hist.device)
+    kind = check_param(kind, "kind", torch.int32, (n,), hist.device)
+    param = check_param(param, "param", torch.float32, (n,), hist.device)
     if n and bool(((kind < 0) | (kind > HIST_CONTRAST)).any()):
         raise ValueError(f"kind must be in [0, {HIST_CONTRAST}], got {kind.tolist()}")
     if n and bool((hist < 0).any()):

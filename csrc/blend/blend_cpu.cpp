@@ -4,7 +4,6 @@
 
 #include "blend/blend.h"
 
-#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -13,20 +12,12 @@
 #include "common/buffer.h"
 #include "common/parallel.h"
 #include "common/registry.h"
-
-// As in perlin_cpu.cpp: a baseline (SSE2, 4-wide) copy of the row loop and an 8-wide AVX2 copy picked at run time.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX2__)
-#define ANOFAST_AVX2_COPY 1
-#endif
+#include "common/simd.h"
 
 namespace anofast {
 namespace {
 
-#if defined(__AVX2__)
-constexpr int kWidth = 8;
-#else
-constexpr int kWidth = 4;
-#endif
+using simd::kWidth;
 
 using RowFn = int32_t (*)(const blend::Row&, float, int64_t, int64_t, int64_t);
 
@@ -46,9 +37,7 @@ __attribute__((target("avx2"))) int32_t row_avx2(const blend::Row& r, float opac
 template <int C>
 RowFn row_fn() {
 #ifdef ANOFAST_AVX2_COPY
-  // ANOFAST_NO_AVX2=1 forces the baseline copy (tests use it to check both copies on an AVX2 machine).
-  const char* off = std::getenv("ANOFAST_NO_AVX2");
-  if (__builtin_cpu_supports("avx2") && !(off != nullptr && off[0] == '1')) return row_avx2<C>;
+  if (simd::use_avx2()) return row_avx2<C>;
 #endif
   return row_base<C>;
 }

@@ -4,7 +4,6 @@
 
 #include "perlin/perlin.h"
 
-#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -13,18 +12,7 @@
 #include "common/buffer.h"
 #include "common/parallel.h"
 #include "common/registry.h"
-
-// On x86-64 the row loops exist twice: 4-wide (SSE2, the baseline every x86-64 CPU has) and 8-wide in a function
-// compiled for AVX2, picked once at run time. The wheel stays portable; the results are identical (same
-// IEEE operations, no FMA). Elsewhere (or in an -mavx2 / ANOFAST_NATIVE build) one copy of the native width.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX2__)
-#define ANOFAST_AVX2_COPY 1
-#endif
-#if defined(__AVX2__)
-constexpr int kWidth = 8;
-#else
-constexpr int kWidth = 4;
-#endif
+#include "common/simd.h"
 
 namespace anofast {
 namespace {
@@ -32,6 +20,7 @@ namespace {
 using perlin::Frame;
 using perlin::kG1;
 using perlin::Lattice;
+using simd::kWidth;
 
 Frame make_frame(int64_t height, int64_t width) {
   return Frame{height, width, static_cast<float>(width - 1) * 0.5f, static_cast<float>(height - 1) * 0.5f,
@@ -75,13 +64,6 @@ __attribute__((target("avx2"))) void mask_row_avx2(float* mask, int32_t* ext, co
                                                     float threshold, const float* fg, const Frame& F, int64_t y) {
   perlin::mask_row<8>(mask, ext, lats, combine, threshold, fg, F, y);
 }
-
-// ANOFAST_NO_AVX2=1 forces the baseline copy (tests use it to check both copies on an AVX2 machine).
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  const char* off = std::getenv("ANOFAST_NO_AVX2");
-  return yes && !(off != nullptr && off[0] == '1');
-}
 #endif
 
 using NoiseRowFn = void (*)(float*, const Lattice&, const Frame&, int64_t);
@@ -89,14 +71,14 @@ using MaskRowFn = void (*)(float*, int32_t*, const Lattice*, int32_t, float, con
 
 NoiseRowFn noise_row_fn() {
 #ifdef ANOFAST_AVX2_COPY
-  if (use_avx2()) return noise_row_avx2;
+  if (simd::use_avx2()) return noise_row_avx2;
 #endif
   return noise_row_base;
 }
 
 MaskRowFn mask_row_fn() {
 #ifdef ANOFAST_AVX2_COPY
-  if (use_avx2()) return mask_row_avx2;
+  if (simd::use_avx2()) return mask_row_avx2;
 #endif
   return mask_row_base;
 }

@@ -285,7 +285,7 @@ def test_stage_bad_input():
         call(src=src.float())
     with pytest.raises(ValueError, match="src must have shape"):
         call(src=src[:, :1])
-    with pytest.raises(TypeError, match="mode must be torch.int32"):
+    with pytest.raises(TypeError, match="mode must have dtype torch.int32"):
         call(mode=torch.ones(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="mode ids"):
         call(mode=torch.tensor([1, 9], dtype=torch.int32))
@@ -427,7 +427,7 @@ def test_stage_chain_bad_input():
         texture_stage(src, mode, fp, lut, box, out, sparse=torch.ones(2, dtype=torch.bool))
     with pytest.raises(ValueError, match="where must have shape"):
         texture_stage(src, mode, fp, lut, box, out, where=torch.ones(2, 1, 4, 3))
-    with pytest.raises(TypeError, match="sparse must be torch.bool"):
+    with pytest.raises(TypeError, match="sparse must have dtype torch.bool"):
         texture_stage(src, mode, fp, lut, box, out, where=torch.ones(2, 1, 4, 4), sparse=torch.ones(2))
 
 
