@@ -13,6 +13,10 @@ install:
 
 install-test:
 	$(PIP) install -q "$(TORCH_SPEC)"
+	@# open3d (the 3d extra) needs libusb-1.0 to import; installed where apt-get exists (Debian/Ubuntu as root)
+	@command -v apt-get >/dev/null 2>&1 && ! dpkg -s libusb-1.0-0 >/dev/null 2>&1 && \
+		{ apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq libusb-1.0-0; }; } || true
 	$(PIP) install -q -e ".[test]"
 
 demo: install
