@@ -12,9 +12,15 @@ from anofast.data.folder import (
     read_image,
     write_png,
 )
+from anofast.data.mvtec import AnomalyImageDataset, FolderDataset, MVTecAD, VisA, read_mask
 from anofast.data.textures import load_texture_folder, textures_from_tensor
 
 __all__ = [
+    "AnomalyImageDataset",
+    "FolderDataset",
+    "MVTecAD",
+    "VisA",
+    "read_mask",
     "IMAGE_EXTENSIONS",
     "ImageFolder",
     "ImageReadError",

@@ -1,0 +1,181 @@
+"""Fused feature-level noise (SimpleNet, GLASS's Gaussian step, SuperSimpleNet): noise, weight, add and exact mask.
+
+``out = f + n * (std * weight)`` with ``n`` the counter-RNG standard normal of (output sample seed,
+``Stream.FEATURE_NOISE``, element index): one pass over the features, no full-size temporaries. Output sample
+``j`` of ``N = copies * B`` reads input sample ``j % B`` (SuperSimpleNet's duplicated batch in the same pass);
+with ``inplace=True`` (``copies == 1``) the features are overwritten and only the pixels with a non-zero
+weight are touched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+import anofast.reference.feature_noise  # noqa: F401  (registers the reference backend)
+from anofast._dispatch import dispatch, num_threads, register_impl
+
+
+def _check_per_sample(name: str, t: object, dtype: torch.dtype, shape: tuple[int, ...], device) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but features are on {device}")
+    return t.contiguous()
+
+
+def feature_noise(
+    features: Tensor,
+    seeds: Tensor,
+    std: Tensor | float,
+    weight: Tensor | None = None,
+    *,
+    copies: int = 1,
+    inplace: bool = False,
+    out: Tensor | None = None,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Adds seeded Gaussian noise to feature maps under a per-pixel weight, with the exact mask of changed pixels.
+
+    Args:
+        features: ``(B, C, H, W)`` float32 feature maps (any finite values).
+        seeds: ``(N,)`` int64 noise seed of each output sample, ``N = copies * B``.
+        std: noise standard deviation, a float or an ``(N,)`` float32 tensor.
+        weight: optional ``(N, 1, H, W)`` float32 per-pixel factor on the noise, broadcast over channels: a
+            ``{0, 1}`` mask (SuperSimpleNet's Perlin mask) or per-pixel scales (SimpleNet's ``mix_noise``).
+            None = 1 everywhere.
+        copies: output samples per input sample (SuperSimpleNet duplicates its batch: 2); output ``j`` reads
+            input ``j % B``.
+        inplace: write into ``features`` (needs ``copies == 1`` and a contiguous tensor); pixels whose weight
+            is 0 are then not even read.
+        out: optional ``(N, C, H, W)`` float32 contiguous buffer to write into (e.g. one reused across training
+            steps: a fresh output costs a page fault per 4 KB on first touch, which can dominate on a busy
+            machine); it must not share memory with ``features``.
+        backend: ``auto``, ``reference``, ``cpp`` (CPU) or ``triton`` (CUDA).
+
+    Returns:
+        ``out`` ``(N, C, H, W)`` float32 (``features`` itself with ``inplace``; bitwise the input where the
+        weight is 0), ``mask`` ``(N, 1, H, W)`` float32 in {0, 1}: pixels where any channel's bits changed,
+        ``count`` ``(N,)`` int64 pixels in ``mask``.
+
+    Raises:
+        TypeError, ValueError: bad shapes, dtypes, devices, a non-finite std or weight, more than 2**32
+            elements per sample, or a NaN / infinite feature where the weight is non-zero (detected during the
+            pass; with ``inplace`` the features are then already partly overwritten).
+
+    Backends:
+        ``reference`` (any device), ``cpp`` (CPU), ``triton`` (CUDA); all three agree bit for bit.
+
+    Example:
+        >>> f = torch.zeros(1, 4, 2, 3)
+        >>> w = torch.tensor([[[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]])
+        >>> out, mask, count = feature_noise(f, torch.tensor([7]), 0.015, w)
+        >>> count.tolist(), bool((out[:, :, 0, 1] == 0).all())
+        ([2], True)
+    """
+    if not isinstance(features, Tensor):
+        raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
+    if features.dtype != torch.float32:
+        raise TypeError(f"features must be float32, got {features.dtype}")
+    if features.dim() != 4:
+        raise ValueError(f"features must have shape (B, C, H, W), got {tuple(features.shape)}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies must be an int >= 1, got {copies!r}")
+    batch, channels, height, width = features.shape
+    if channels * height * width >= 2**32:
+        raise ValueError(f"features must have fewer than 2**32 elements per sample, got {channels}x{height}x{width}")
+    n_out = batch * copies
+    dev = features.device
+    if inplace:
+        if copies != 1:
+            raise ValueError(f"inplace=True needs copies == 1, got copies={copies}")
+        if not features.is_contiguous():
+            raise ValueError("inplace=True needs contiguous features")
+        if out is not None:
+            raise ValueError("pass either inplace=True or out=, not both")
+    else:
+        features = features.contiguous()
+    if out is not None:
+        if not isinstance(out, Tensor) or out.dtype != torch.float32 or not out.is_contiguous():
+            raise TypeError(f"out must be a contiguous float32 tensor, got {getattr(out, 'dtype', type(out).__name__)}")
+        if tuple(out.shape) != (n_out, channels, height, width) or out.device != dev:
+            raise ValueError(f"out must have shape {(n_out, channels, height, width)} on {dev}, got "
+                             f"{tuple(out.shape)} on {out.device}")
+        if n_out and out.untyped_storage().data_ptr() == features.untyped_storage().data_ptr():
+            raise ValueError("out must not share memory with features (use inplace=True)")
+    seeds = _check_per_sample("seeds", seeds, torch.int64, (n_out,), dev)
+    if isinstance(std, (int, float)) and not isinstance(std, bool):
+        std = torch.full((n_out,), float(std), dtype=torch.float32, device=dev)
+    std = _check_per_sample("std", std, torch.float32, (n_out,), dev)
+    if weight is not None:
+        weight = _check_per_sample("weight", weight, torch.float32, (n_out, 1, height, width), dev)
+    if n_out:
+        checks = [torch.isfinite(std).all()] + ([] if weight is None else [torch.isfinite(weight).all()])
+        ok = torch.stack(checks).tolist()
+        if not ok[0]:
+            raise ValueError("std contains NaN or infinite values")
+        if weight is not None and not ok[1]:
+            raise ValueError("weight contains NaN or infinite values")
+    out, mask, count = dispatch("feature_noise", dev, backend)(features, seeds, std, weight, copies, inplace, out)
+    if n_out and bool((count < 0).any()):
+        raise ValueError("features contain NaN or infinite values where noise is added")
+    return out, mask, count
+
+
+@register_impl("feature_noise", "cpp")
+def _load_cpp():
+    from anofast._backend import cpp_module
+    from anofast._rng import Stream, normal_table
+
+    fn = cpp_module().feature_noise_cpu
+
+    def feature_noise_cpp(features, seeds, std, weight, copies, inplace, out):
+        batch, channels, height, width = features.shape
+        n_out = batch * copies
+        if out is None:
+            out = features if inplace else torch.empty((n_out, channels, height, width), dtype=torch.float32)
+        mask = torch.empty((n_out, 1, height, width), dtype=torch.float32)
+        blocks = torch.empty((n_out, _cpp_blocks(height, width)), dtype=torch.int32)
+        fn(
+            features.numpy(),
+            seeds.numpy(),
+            std.numpy(),
+            None if weight is None else weight.numpy(),
+            normal_table().numpy(),
+            int(Stream.FEATURE_NOISE),
+            inplace,
+            out.numpy(),
+            mask.numpy(),
+            blocks.numpy(),
+            num_threads(),
+        )
+        return out, mask, _counts(blocks)
+
+    return feature_noise_cpp
+
+
+def _cpp_blocks(height: int, width: int) -> int:
+    """Row blocks per sample in the C++ kernel (about 4096 pixels each; mirrors feature_noise_cpu.cpp)."""
+    rows = max(1, 4096 // max(width, 1))
+    return -(-height // rows) if height else 0
+
+
+def _counts(blocks: Tensor) -> Tensor:
+    """Per-sample count from per-block counts; -1 when any block saw a non-finite feature."""
+    bad = (blocks < 0).any(dim=1)
+    return torch.where(bad, -1, blocks.sum(dim=1, dtype=torch.int64))
+
+
+@register_impl("feature_noise", "triton")
+def _load_triton():
+    from anofast._kernels.feature_noise import feature_noise_triton
+
+    def feature_noise_tr(features, seeds, std, weight, copies, inplace, out):
+        out, mask, blocks = feature_noise_triton(features, seeds, std, weight, copies, inplace, out)
+        return out, mask, _counts(blocks)
+
+    return feature_noise_tr
