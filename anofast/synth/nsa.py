@@ -1,0 +1,430 @@
+"""NSA: Natural Synthetic Anomalies (Schlüter et al., ECCV 2022; hmsch/natural-synthetic-anomalies ``patch_ex``).
+
+Rectangular patches of *another* normal image (a partner in the batch, or an image of a ``source=`` pool) are
+resized and Poisson-blended into each image at a shifted position, up to ``num_patches`` per image (the first always,
+each further one with probability 1/2), each on top of the previous ones. The blend is the batched
+:func:`~anofast.ops.poisson.poisson_blend` op (multigrid in C++ / Triton, one patch per image per round), not a
+per-image OpenCV ``seamlessClone``.
+
+Labels follow NSA's ``binary`` mode and the mask contract at once: a pixel changes only where its mean absolute
+change exceeds ``tol`` grey levels after a 5x5 majority vote (NSA's median filter), and every other pixel keeps its
+input value, so ``mask`` is exactly the changed pixels. ``label_mode="logistic-intensity"`` (or ``"intensity"``)
+adds NSA's soft label as ``params["soft_label"]`` ``(B, 1, H, W)``.
+
+Every random quantity is drawn from the counter RNG on ``Stream.NSA``, keyed by the per-sample seed. With a pool
+source a sample does not depend on the rest of the batch; with batch sources it depends on its partner image.
+Differences from ``patch_ex`` (documented choices): rejection sampling evaluates NSA's 200 candidate centres at once
+and keeps the first feasible one; the destination test is the foreground fraction inside the destination box
+(> ``min_overlap_pct``); the Poisson domain is the destination foreground inside the box; mixed gradients pick per
+edge and channel the larger-magnitude gradient (Pérez et al.), where OpenCV compares ``|gx - gy|``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from anofast import _rng
+from anofast._rng import Stream
+from anofast._validate import check_images, check_mask, check_probability, check_range
+from anofast.ops.poisson import MIXED, NORMAL, poisson_blend
+from anofast.ops.rng import rng_normal, rng_uniform
+from anofast.types import AnomalyBatch
+
+Blend = Literal["normal", "mixed", "mix", "swap"]
+LabelMode = Literal["binary", "intensity", "logistic-intensity"]
+# Counters on Stream.NSA (fixed, so adding a draw never shifts another). Normals use counters 0..7 (one per patch);
+# uniforms start at _U0: the source pick, the blend coin, then a block of _STRIDE counters per patch.
+_MAX_PATCHES = 8
+_U0 = 8
+_SOURCE, _MODE = _U0, _U0 + 1
+_PATCH0 = 16
+_STRIDE = 1024
+_COIN, _GAMMA1, _GAMMA2, _SRC_CAND, _DST_CAND = 0, 1, 5, 16, 512  # offsets inside a patch block (gamma: 4 each)
+_CANDIDATES = 200  # NSA's attempts for the source and the destination centre
+_MIN_PIXELS = 50  # NSA skips a patch whose blend mask has fewer pixels (seamlessClone would fail)
+
+
+@dataclass(frozen=True)
+class NSAParams:
+    """Everything :meth:`NaturalSynthetic.apply` needs, drawn by :meth:`NaturalSynthetic.sample_params`.
+
+    Attributes:
+        seeds: ``(B,)`` int64 per-sample seeds.
+        source_index: ``(B,)`` int64 index of the source image (in the batch or the pool).
+        mode: ``(B,)`` int32 blend mode (0 normal, 1 mixed).
+        src_box: ``(B, K, 4)`` int32 ``(sy, sx, sh, sw)`` source rectangle of patch ``k``.
+        box: ``(B, K, 4)`` int32 ``(y0, x0, h, w)`` destination of patch ``k``; ``h = 0``: no patch.
+        scale: ``(B, K)`` float32 resize factor drawn for patch ``k``.
+        size: ``(H, W)`` the parameters were drawn for.
+    """
+
+    seeds: Tensor
+    source_index: Tensor
+    mode: Tensor
+    src_box: Tensor
+    box: Tensor
+    scale: Tensor
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.seeds.shape[0])
+
+
+class NaturalSynthetic:
+    """Batched NSA generator.
+
+    Args:
+        blend: ``"normal"`` (Poisson normal clone, NSA "Shift"), ``"mixed"`` (mixed gradients, "Shift-M"),
+            ``"mix"`` (a coin per sample between the two) or ``"swap"`` (plain paste, no Poisson solve).
+        num_patches: at most this many patches per image (the first always, each further one with p = 0.5).
+        width_bounds: ``((min, max), (min, max))`` patch half-width bounds per axis, as fractions of the size.
+        gamma_params: ``(shape, scale, lower)``: half-width = ``lower + Gamma(shape, scale)`` of the size
+            (``shape`` a positive integer <= 4).
+        resize_bounds: the resize factor ``N(1, 0.5)`` is clipped to this range.
+        min_object_pct: with a foreground, the source box must hold more foreground than this fraction.
+        min_overlap_pct: with a foreground, the destination box must hold more foreground than this fraction.
+        tol: a pixel changes where its mean absolute change exceeds ``tol`` grey levels (NSA: 1).
+        label_mode: ``"binary"`` (the mask), or NSA's ``"intensity"`` / ``"logistic-intensity"`` soft label, returned
+            as ``params["soft_label"]``.
+        intensity_logistic_params: ``(k, x0)`` of the logistic label.
+        source: ``None`` (patches from another image of the batch) or an ``(N, C, h, w)`` pool of normal images
+            (float in [0, 1] or uint8; resized once to the image size).
+        cycles: multigrid V-cycles of the Poisson solve.
+        allow_self: a batch of one image without a pool takes its patches from the image itself (NSA's
+            ``same=True``) instead of raising.
+        backend: ``"auto"``, ``"reference"``, ``"cpp"`` or ``"triton"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        blend: Blend = "normal",
+        num_patches: int = 3,
+        width_bounds: tuple[tuple[float, float], tuple[float, float]] = ((0.03, 0.4), (0.03, 0.4)),
+        gamma_params: tuple[float, float, float] = (2, 0.05, 0.03),
+        resize_bounds: tuple[float, float] = (0.7, 1.3),
+        min_object_pct: float = 0.25,
+        min_overlap_pct: float = 0.25,
+        tol: float = 1.0,
+        label_mode: LabelMode = "binary",
+        intensity_logistic_params: tuple[float, float] = (1 / 6, 20),
+        source: Tensor | None = None,
+        cycles: int = 6,
+        allow_self: bool = False,
+        backend: str = "auto",
+    ):
+        if blend not in ("normal", "mixed", "mix", "swap"):
+            raise ValueError(f"blend must be 'normal', 'mixed', 'mix' or 'swap', got {blend!r}")
+        self.blend = blend
+        if isinstance(num_patches, bool) or not isinstance(num_patches, int) or not 1 <= num_patches <= _MAX_PATCHES:
+            raise ValueError(f"num_patches must be an int in [1, {_MAX_PATCHES}], got {num_patches!r}")
+        self.num_patches = num_patches
+        try:
+            (a, b), (c, d) = width_bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"width_bounds must be ((min, max), (min, max)), got {width_bounds!r}") from None
+        self.width_bounds = (check_range((a, b), "width_bounds", 0.0, 0.5),
+                             check_range((c, d), "width_bounds", 0.0, 0.5))
+        shape, scale, lower = gamma_params
+        if int(shape) != shape or not 1 <= shape <= 4 or not scale > 0 or not lower >= 0:
+            raise ValueError(f"gamma_params must be (integer shape 1..4, scale > 0, lower >= 0), got {gamma_params!r}")
+        self.gamma_params = (int(shape), float(scale), float(lower))
+        self.resize_bounds = check_range(resize_bounds, "resize_bounds", 0.0, None)
+        self.min_object_pct = check_probability(min_object_pct, "min_object_pct")
+        self.min_overlap_pct = check_probability(min_overlap_pct, "min_overlap_pct")
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+            raise ValueError(f"tol must be a number >= 0 (grey levels), got {tol!r}")
+        self.tol = float(tol)
+        if label_mode not in ("binary", "intensity", "logistic-intensity"):
+            raise ValueError(f"label_mode must be 'binary', 'intensity' or 'logistic-intensity', got {label_mode!r}")
+        self.label_mode = label_mode
+        self.intensity_logistic_params = (float(intensity_logistic_params[0]), float(intensity_logistic_params[1]))
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
+            raise ValueError(f"cycles must be an int >= 0, got {cycles!r}")
+        self.cycles = cycles
+        self.allow_self = bool(allow_self)
+        self.backend = backend
+        self._pool: Tensor | None = None
+        self._pool_cache: dict[tuple[int, int, int, str], Tensor] = {}
+        if source is not None:
+            if not isinstance(source, Tensor):
+                raise TypeError(f"source must be None or an (N, C, h, w) tensor of normal images, got "
+                                f"{type(source).__name__}")
+            self._pool = check_images(source, "source")
+
+    # ----------------------------------------------------------------------------------------------- presets
+    @classmethod
+    def nsa(cls, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
+        """NSA "Shift" (``train_mvtec.py``): Poisson normal clone, Gamma(2, 0.05) + 0.03 half-widths in
+        [0.03, 0.4], 3 patches, resize N(1, 0.5) clipped to [0.7, 1.3], binary label with tol 1."""
+        return cls(source=source, **{"blend": "normal", **overrides})
+
+    @classmethod
+    def nsa_mixed(cls, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
+        """NSA "Shift-M": as :meth:`nsa` with mixed-gradient Poisson blending."""
+        return cls(source=source, **{"blend": "mixed", **overrides})
+
+    @classmethod
+    def nsa_texture(cls, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
+        """NSA's texture classes: 4 patches, resize bounds [0.5, 2], logistic parameters (1/3, 7)."""
+        kw: dict[str, Any] = dict(blend="normal", num_patches=4, resize_bounds=(0.5, 2.0),
+                                  intensity_logistic_params=(1 / 3, 7))
+        return cls(source=source, **{**kw, **overrides})
+
+    @classmethod
+    def shift(cls, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
+        """No Poisson solve: the resized patch is pasted (``patch_ex`` mode ``swap``, CutPaste-like), keeping the
+        patch's 1-pixel border."""
+        return cls(source=source, **{"blend": "swap", **overrides})
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable options (for manifests)."""
+        return {
+            "blend": self.blend, "num_patches": self.num_patches, "width_bounds": [list(b) for b in self.width_bounds],
+            "gamma_params": list(self.gamma_params), "resize_bounds": list(self.resize_bounds),
+            "min_object_pct": self.min_object_pct, "min_overlap_pct": self.min_overlap_pct, "tol": self.tol,
+            "label_mode": self.label_mode, "intensity_logistic_params": list(self.intensity_logistic_params),
+            "source": None if self._pool is None else f"tensor{tuple(self._pool.shape)}", "cycles": self.cycles,
+            "allow_self": self.allow_self,
+        }
+
+    def __repr__(self) -> str:
+        return f"NaturalSynthetic({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
+
+    # ------------------------------------------------------------------------------------------------ params
+    def sample_params(self, batch_size: int, seed: int | Tensor | None = None, *, size: tuple[int, int],
+                      foreground: Tensor | None = None, source_foreground: Tensor | None = None) -> NSAParams:
+        """Draws every random quantity of ``batch_size`` samples of ``size = (H, W)`` from their seeds.
+
+        ``foreground`` (B, 1, H, W) restricts destinations (and, for batch sources, source boxes: a sample's source
+        foreground is its partner's); ``source_foreground`` (N, 1, H, W) does the same for a pool.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        height, width = (int(v) for v in size)
+        if min(height, width) < 8:
+            raise ValueError(f"NSA needs images of at least 8x8 pixels, got {height}x{width}")
+        if self._pool is None and batch_size < 2 and not self.allow_self:
+            raise ValueError("NSA takes patches from another image of the batch: a batch of 1 needs source= "
+                             "(an (N, C, H, W) pool of normal images)")
+        seeds = _rng.resolve_seeds(seed, batch_size)
+        b, k_max = batch_size, self.num_patches
+        u = rng_uniform(seeds, Stream.NSA, _PATCH0 + k_max * _STRIDE, backend=self.backend).to(torch.float64)
+        z = rng_normal(seeds, Stream.NSA, _MAX_PATCHES, backend=self.backend).to(torch.float64)
+        if self._pool is None:
+            index = (torch.arange(b) + 1 + (u[:, _SOURCE] * (b - 1)).long().clamp(min=0, max=max(b - 2, 0))) % b
+        else:
+            n = self._pool.shape[0]
+            index = (u[:, _SOURCE] * n).long().clamp(max=n - 1)
+        if self.blend == "mix":
+            mode = torch.where(u[:, _MODE] < 0.5, NORMAL, MIXED).to(torch.int32)
+        else:
+            mode = torch.full((b,), MIXED if self.blend == "mixed" else NORMAL, dtype=torch.int32)
+        dst_sat = _integral(foreground.cpu()) if foreground is not None else None
+        if source_foreground is not None:
+            src_sat = _integral(source_foreground.cpu())
+        elif self._pool is None and dst_sat is not None:
+            src_sat = dst_sat
+        else:
+            src_sat = None
+        src_boxes, boxes, scales = [], [], []
+        for k in range(k_max):
+            blk = u[:, _PATCH0 + k * _STRIDE: _PATCH0 + (k + 1) * _STRIDE]
+            present = blk[:, _COIN] < 0.5 if k else torch.ones(b, dtype=torch.bool)
+            sb, bx, sc = self._patch(blk, z[:, k], (height, width), index, src_sat, dst_sat)
+            bx[~present] = 0
+            src_boxes.append(sb)
+            boxes.append(bx)
+            scales.append(sc)
+        return NSAParams(seeds=seeds, source_index=index, mode=mode, src_box=torch.stack(src_boxes, 1),
+                         box=torch.stack(boxes, 1), scale=torch.stack(scales, 1).to(torch.float32),
+                         size=(height, width))
+
+    def _patch(self, blk: Tensor, z: Tensor, size: tuple[int, int], index: Tensor, src_sat: Tensor | None,
+               dst_sat: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """One patch per sample (``patch_ex``'s ``_patch_ex`` with rejection done on all candidates at once)."""
+        height, width = size
+        b = blk.shape[0]
+        (lo1, hi1), (lo2, hi2) = self.width_bounds
+        minw1, maxw1 = round(lo1 * height), round(hi1 * height)
+        minw2, maxw2 = round(lo2 * width), round(hi2 * width)
+        shape, theta, lower = self.gamma_params
+
+        def gamma(off: int) -> Tensor:
+            return theta * (-torch.log1p(-blk[:, off: off + shape])).sum(1)
+
+        hw1 = ((lower + gamma(_GAMMA1)) * height).clamp(minw1, maxw1).long()
+        hw2 = ((lower + gamma(_GAMMA2)) * width).clamp(minw2, maxw2).long()
+        # source centre: 200 candidates, the first with enough foreground (all feasible without a foreground)
+        cu = blk[:, _SRC_CAND: _SRC_CAND + 2 * _CANDIDATES].view(b, _CANDIDATES, 2)
+        c1 = minw1 + (cu[..., 0] * max(height - 2 * minw1, 1)).long()
+        c2 = minw2 + (cu[..., 1] * max(width - 2 * minw2, 1)).long()
+        y1, y2 = (c1 - hw1[:, None]).clamp(0, height), (c1 + hw1[:, None]).clamp(0, height)
+        x1, x2 = (c2 - hw2[:, None]).clamp(0, width), (c2 + hw2[:, None]).clamp(0, width)
+        ok = (y2 > y1) & (x2 > x1)
+        if src_sat is not None:
+            frac = _box_sum(src_sat[index], y1, x1, y2, x2) / ((y2 - y1) * (x2 - x1)).clamp(min=1)
+            ok &= frac > self.min_object_pct
+        first = _first(ok)
+        found = ok.any(1)
+        pick = lambda t: t.gather(1, first[:, None])[:, 0]  # noqa: E731
+        sy, sx, sh, sw = pick(y1), pick(x1), pick(y2) - pick(y1), pick(x2) - pick(x1)
+        # resize (NSA's order of clips; its min/max half-widths bound the full size)
+        lb, ub = self.resize_bounds
+        scale = (1.0 + 0.5 * z).clamp(lb, ub)
+        sh_f, sw_f = sh.clamp(min=1).to(torch.float64), sw.clamp(min=1).to(torch.float64)
+        nh = (scale * sh_f).clamp(minw1, maxw1)
+        nw = (nh / sh_f * sw_f).long().clamp(minw2, maxw2)
+        nh = (nw.to(torch.float64) / sw_f * sh_f).long().clamp(minw1, maxw1)
+        # destination centre: 200 candidates, the first whose box holds enough foreground
+        du = blk[:, _DST_CAND: _DST_CAND + 2 * _CANDIDATES].view(b, _CANDIDATES, 2)
+        lo_y, hi_y = nh // 2 + 1, height - nh // 2 - 1
+        lo_x, hi_x = nw // 2 + 1, width - nw // 2 - 1
+        d1 = lo_y[:, None] + (du[..., 0] * (hi_y - lo_y).clamp(min=1)[:, None]).long()
+        d2 = lo_x[:, None] + (du[..., 1] * (hi_x - lo_x).clamp(min=1)[:, None]).long()
+        ty, tx = d1 - (nh // 2)[:, None], d2 - (nw // 2)[:, None]
+        dok = ((hi_y > lo_y) & (hi_x > lo_x))[:, None].expand_as(ty).clone()
+        interior = ((nh - 2).clamp(min=0) * (nw - 2).clamp(min=0))[:, None]
+        if dst_sat is not None:
+            fg = _box_sum(dst_sat, ty, tx, ty + nh[:, None], tx + nw[:, None])
+            dok &= fg / (nh * nw).clamp(min=1)[:, None] > self.min_overlap_pct
+            inner = _box_sum(dst_sat, ty + 1, tx + 1, ty + nh[:, None] - 1, tx + nw[:, None] - 1)
+            dok &= inner >= _MIN_PIXELS
+        else:
+            dok &= interior >= _MIN_PIXELS
+        dfirst = _first(dok)
+        found &= dok.any(1)
+        y0, x0 = ty.gather(1, dfirst[:, None])[:, 0], tx.gather(1, dfirst[:, None])[:, 0]
+        src_box = torch.stack((sy, sx, sh, sw), 1).to(torch.int32)
+        box = torch.stack((y0, x0, nh, nw), 1).to(torch.int32)
+        box[~found] = 0
+        return src_box, box, scale
+
+    # ------------------------------------------------------------------------------------------------- apply
+    def __call__(self, images: Tensor, seed: int | Tensor | None = None, *,
+                 foreground: Tensor | None = None) -> AnomalyBatch:
+        """Makes NSA anomalies on a batch.
+
+        Args:
+            images: ``(B, C, H, W)`` float in [0, 1] or uint8, C in {1, 3}; B >= 2 unless ``source=`` was given.
+            seed: an int, a ``(B,)`` int64 tensor of per-sample seeds, or None (torch's global RNG).
+            foreground: optional ``(B, 1, H, W)`` object mask: patches land (and are taken from partners) only on
+                the foreground, and pixels outside it never change.
+
+        Returns:
+            :class:`~anofast.AnomalyBatch`: ``mask`` is exactly the changed pixels.
+        """
+        images = check_images(images)
+        if foreground is not None:
+            foreground = check_mask(foreground, "foreground", images)
+        params = self.sample_params(images.shape[0], seed, size=tuple(images.shape[-2:]), foreground=foreground)
+        return self._apply(images, params, foreground)
+
+    def apply(self, images: Tensor, params: NSAParams, *, foreground: Tensor | None = None) -> AnomalyBatch:
+        """Applies drawn parameters: a pure function of ``(images, params, foreground)``."""
+        images = check_images(images)
+        if foreground is not None:
+            foreground = check_mask(foreground, "foreground", images)
+        return self._apply(images, params, foreground)
+
+    def _source(self, images: Tensor) -> Tensor:
+        if self._pool is None:
+            return images
+        c, size = images.shape[1], tuple(images.shape[-2:])
+        key = (c, *size, str(images.device))
+        pool = self._pool_cache.get(key)
+        if pool is None:
+            pool = self._pool
+            if pool.shape[1] != c:
+                pool = pool.mean(1, keepdim=True) if c == 1 else pool.expand(-1, 3, -1, -1)
+            if tuple(pool.shape[-2:]) != size:
+                pool = F.interpolate(pool, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+            pool = self._pool_cache[key] = pool.to(images.device).contiguous()
+        return pool
+
+    def _apply(self, images: Tensor, params: NSAParams, foreground: Tensor | None) -> AnomalyBatch:
+        if not isinstance(params, NSAParams):
+            raise TypeError(f"params must be NSAParams from sample_params, got {type(params).__name__}")
+        batch = images.shape[0]
+        if len(params) != batch or params.size != tuple(images.shape[-2:]):
+            raise ValueError(f"params are for {len(params)} images of {params.size}, got {batch} of "
+                             f"{tuple(images.shape[-2:])}")
+        dev = images.device
+        out = images.clone()
+        mask = torch.zeros((batch, 1, *images.shape[-2:]), dtype=torch.float32, device=dev)
+        source = self._source(images)
+        cycles = 0 if self.blend == "swap" else self.cycles
+        index, mode = params.source_index.to(dev), params.mode.to(dev)
+        for k in range(params.box.shape[1]):
+            box = params.box[:, k]
+            if not bool((box[:, 2] > 0).any()):
+                continue
+            poisson_blend(out, source, index, params.src_box[:, k].contiguous().to(dev), box.contiguous().to(dev),
+                          mode, region=foreground, tol=self.tol / 255.0, cycles=cycles, out=out, original=images,
+                          mask=mask, backend=self.backend)
+        label = mask.flatten(1).amax(1).to(torch.int64)
+        record: dict[str, Any] = {
+            "seed": params.seeds.cpu(), "source_index": params.source_index.cpu(), "mode": params.mode.cpu(),
+            "patches": (params.box[:, :, 2] > 0).sum(1), "src_box": params.src_box.cpu(), "box": params.box.cpu(),
+            "scale": params.scale.cpu(),
+        }
+        if self.label_mode != "binary":
+            record["soft_label"] = self._soft_label(out, images, mask)
+        return AnomalyBatch(image=out, mask=mask, label=label, params=record)
+
+    def _soft_label(self, out: Tensor, images: Tensor, mask: Tensor) -> Tensor:
+        """NSA's intensity label: mean |change| in grey levels, median over a disk of radius 5, optionally mapped by
+        ``mask / (1 + exp(-k (x - x0)))``."""
+        diff = (out - images).abs().mean(1, keepdim=True) * 255.0 * mask
+        r = 5
+        yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+        disk = (yy * yy + xx * xx <= r * r).flatten().to(diff.device)
+        label = torch.zeros_like(diff)
+        for b in range(diff.shape[0]):  # only around each sample's changed pixels
+            ys, xs = torch.nonzero(mask[b, 0], as_tuple=True)
+            if ys.numel() == 0:
+                continue
+            y0, y1 = int(ys.min()), int(ys.max()) + 1
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            crop = F.pad(diff[b:b + 1], (r, r, r, r))[..., y0: y1 + 2 * r, x0: x1 + 2 * r]
+            win = F.unfold(crop, 2 * r + 1)[0][disk]  # (81, n)
+            label[b, 0, y0:y1, x0:x1] = win.median(0).values.view(y1 - y0, x1 - x0)
+        if self.label_mode == "logistic-intensity":
+            k, x0 = self.intensity_logistic_params
+            label = mask / (1.0 + torch.exp(-k * (label - x0)))
+        return label * mask
+
+
+def _integral(mask: Tensor) -> Tensor:
+    """``(B, H + 1, W + 1)`` int64 summed-area table of a ``(B, 1, H, W)`` mask."""
+    m = (mask[:, 0] > 0.5).to(torch.int64)
+    return F.pad(m.cumsum(1).cumsum(2), (1, 0, 1, 0))
+
+
+def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor) -> Tensor:
+    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(B, K)`` boxes (empty or inverted boxes give 0)."""
+    b, hp1, wp1 = sat.shape
+    y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
+    x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
+    y2, x2 = torch.maximum(y1, y2), torch.maximum(x1, x2)
+    flat = sat.view(b, -1)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return flat.gather(1, y * wp1 + x)
+
+    return (at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)).to(torch.float64)
+
+
+def _first(ok: Tensor) -> Tensor:
+    """Index of the first True per row (0 when none)."""
+    k = ok.shape[1]
+    idx = torch.where(ok, torch.arange(k).view(1, -1), k)
+    return idx.min(1).values.clamp(max=k - 1)
+
+
+__all__ = ["NSAParams", "NaturalSynthetic"]

@@ -1,0 +1,123 @@
+"""Same-run comparison of anofast's NSA generator with the original NSA code (hmsch/natural-synthetic-anomalies).
+
+The original ``patch_ex`` needs OpenCV, which anofast does not depend on; run this in an environment that has it
+(the anomalib peer environment does) and point ``--nsa-path`` at a checkout of the original code outside the
+repository::
+
+    git clone https://github.com/hmsch/natural-synthetic-anomalies /work/peers/natural-synthetic-anomalies
+    .venv-peers/bin/python benchmarks/compare_nsa.py [--rounds 5] [--json PATH]
+
+Both sides get the same 32 images of 256x256 (MVTec hazelnut from ../shared/data when present, else synthetic) and
+NSA's "Shift" setting: Poisson NORMAL_CLONE, gamma (2, 0.05, 0.03) half-widths in [0.03, 0.4], 3 patches, resize
+(0.7, 1.3), binary label with tol 1, patches from the previous image (``same=False``), no background masks. The
+original runs one image at a time (as in its DataLoader workers, each worker single-threaded); anofast runs the batch
+on 2 threads. Rounds alternate which side goes first; a ratio is the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, metadata  # noqa: E402
+
+BATCH, SIZE = 32, 256
+DATA = REPO.parent / "shared" / "data" / "mvtec_hazelnut_mini" / "train"
+
+
+def load_images() -> tuple[np.ndarray, str]:
+    """(32, 256, 256, 3) uint8 images and where they came from."""
+    from PIL import Image
+
+    files = sorted(p for p in DATA.rglob("*.png"))[:BATCH] if DATA.is_dir() else []
+    if len(files) == BATCH:
+        ims = [np.asarray(Image.open(f).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)) for f in files]
+        return np.stack(ims), str(DATA)
+    from anofast.testing import make_batch
+
+    x = (make_batch(BATCH, 3, SIZE, SIZE) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(x), "anofast.testing.make_batch (synthetic)"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--nsa-path", default=os.environ.get("NSA_PATH", "/work/peers/natural-synthetic-anomalies"),
+                    help="checkout of hmsch/natural-synthetic-anomalies (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="anofast's torch threads (default 2)")
+    ap.add_argument("--json", type=Path, help="write the results here (default: benchmarks/results/0.1.0/...)")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    sys.path.insert(0, args.nsa_path)
+    from self_sup_data.self_sup_tasks import patch_ex  # the original code, imported from its checkout
+
+    import anofast
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    images, origin = load_images()
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8 (B, 3, H, W), as anofast takes it
+    kw = dict(same=False, num_patches=3, mode=cv2.NORMAL_CLONE, width_bounds_pct=((0.03, 0.4), (0.03, 0.4)),
+              min_object_pct=0.25, min_overlap_pct=0.25, shift=True, label_mode="binary", skip_background=None,
+              tol=1, resize=True, gamma_params=(2, 0.05, 0.03), resize_bounds=(0.7, 1.3), verbose=False)
+    gen = anofast.NaturalSynthetic.nsa()
+    np.random.seed(0)
+
+    def run_peer() -> tuple[float, float]:
+        t = time.perf_counter()
+        changed = 0.0
+        for i in range(BATCH):
+            out, label = patch_ex(images[i], images[i - 1], **kw)
+            changed += float(label.mean())
+        return time.perf_counter() - t, changed / BATCH
+
+    calls = iter(range(10**9))
+
+    def run_anofast() -> tuple[float, float]:
+        t = time.perf_counter()
+        out = gen(batch, seed=next(calls))
+        return time.perf_counter() - t, float(out.mask.mean())
+
+    run_peer(), run_anofast()  # warm-up
+    rows = []
+    for r in range(args.rounds):
+        order = (run_peer, run_anofast) if r % 2 == 0 else (run_anofast, run_peer)
+        res = {fn.__name__: fn() for fn in order}
+        rows.append({"peer_s": res["run_peer"][0], "anofast_s": res["run_anofast"][0],
+                     "peer_mask_fraction": res["run_peer"][1], "anofast_mask_fraction": res["run_anofast"][1]})
+        print(f"round {r}: original {BATCH / rows[-1]['peer_s']:.1f} images/s, anofast "
+              f"{BATCH / rows[-1]['anofast_s']:.1f} images/s, ratio {rows[-1]['peer_s'] / rows[-1]['anofast_s']:.1f}x",
+              flush=True)
+    peer = statistics.median(BATCH / r["peer_s"] for r in rows)
+    ours = statistics.median(BATCH / r["anofast_s"] for r in rows)
+    ratio = statistics.median(r["peer_s"] / r["anofast_s"] for r in rows)
+    meta = metadata(("opencv-python-headless", "opencv-python"))
+    result = {
+        "metadata": meta, "images": origin, "batch": BATCH, "size": SIZE, "anofast_threads": args.threads,
+        "case": "NSA Shift: patch_ex NORMAL_CLONE, binary label vs NaturalSynthetic.nsa()",
+        "rounds": rows, "original_images_per_s": peer, "anofast_images_per_s": ours, "ratio": ratio,
+        "mean_mask_fraction": {"original": statistics.mean(r["peer_mask_fraction"] for r in rows),
+                               "anofast": statistics.mean(r["anofast_mask_fraction"] for r in rows)},
+    }
+    print(f"\nmedian over {args.rounds} rounds: original NSA {peer:.1f} images/s, anofast {ours:.1f} images/s, "
+          f"ratio {ratio:.1f}x (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    path = args.json or RESULTS / "0.1.0" / f"compare_nsa--amd-epyc-{os.cpu_count()}cpu--t{args.threads}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+// Batched Poisson blending: one patch per task, a fixed-schedule multigrid per channel.
+// Mirrors anofast/reference/poisson.py operation by operation (no FMA: -ffp-contract=off).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace anofast::poisson {
+
+constexpr int kPre = 2, kPost = 2, kCoarse = 16, kMajority = 13;
+
+// Level count of an h x w patch, as anofast.reference.poisson.levels.
+inline int num_levels(int64_t hp, int64_t wp) {
+  int n = 1;
+  while (hp >= 6 && wp >= 6) {
+    hp = (hp + 1) / 2;
+    wp = (wp + 1) / 2;
+    ++n;
+  }
+  return n;
+}
+
+// x86-64: an AVX2 clone picked at load time (8-wide loops); IEEE adds and multiplies without FMA give the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
+#define ANOFAST_POISSON_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ANOFAST_POISSON_CLONES
+#endif
+
+struct Level {
+  int64_t h = 0, w = 0;
+  std::vector<float> x, b;             // unknown (level 0) or error (coarser), right-hand side
+  std::vector<uint8_t> m, colour[2];   // domain, and domain cells of each colour (red = (i + j) even)
+};
+
+// Reused per thread: no allocation once the sizes have been seen.
+struct Workspace {
+  std::vector<Level> lv;
+  std::vector<float> r, tmp, dest, sol, src;
+  std::vector<int32_t> cand, rowsum;
+};
+
+ANOFAST_POISSON_CLONES inline void smooth(Level& L, int sweeps, std::vector<float>& tmp) {
+  const int64_t h = L.h, w = L.w;
+  if (h < 3 || w < 3) return;
+  float* t = tmp.data();
+  for (int s = 0; s < sweeps; ++s) {
+    for (int c = 0; c < 2; ++c) {
+      for (int64_t i = 1; i < h - 1; ++i) {
+        // every cell of the row, then keep the cells of colour c (8-wide; their neighbours have the other colour)
+        float* x = L.x.data() + i * w;
+        const float* up = x - w;
+        const float* dn = x + w;
+        const float* b = L.b.data() + i * w;
+        const uint8_t* sel = L.colour[c].data() + i * w;
+        for (int64_t j = 1; j < w - 1; ++j) t[j] = (b[j] + ((up[j] + dn[j]) + (x[j - 1] + x[j + 1]))) * 0.25f;
+        for (int64_t j = 1; j < w - 1; ++j) x[j] = sel[j] ? t[j] : x[j];
+      }
+    }
+  }
+}
+
+// Residual of level `l` restricted into the right-hand side of level l + 1 (whose error is reset to 0).
+ANOFAST_POISSON_CLONES inline void restrict_residual(Level& F, Level& C, std::vector<float>& r) {
+  const int64_t h = F.h, w = F.w;
+  std::fill(r.begin(), r.begin() + h * w, 0.0f);
+  for (int64_t i = 1; i < h - 1; ++i) {
+    const float* x = F.x.data() + i * w;
+    const float* b = F.b.data() + i * w;
+    const uint8_t* m = F.m.data() + i * w;
+    float* ri = r.data() + i * w;
+    for (int64_t j = 1; j < w - 1; ++j) {
+      const float v = (b[j] + ((x[j - w] + x[j + w]) + (x[j - 1] + x[j + 1]))) - 4.0f * x[j];
+      ri[j] = m[j] ? v : 0.0f;
+    }
+  }
+  for (int64_t I = 0; I < C.h; ++I) {
+    for (int64_t J = 0; J < C.w; ++J) {
+      const int64_t i = 2 * I, j = 2 * J;
+      const float a = r[i * w + j];
+      const float bb = j + 1 < w ? r[i * w + j + 1] : 0.0f;
+      const float c = i + 1 < h ? r[(i + 1) * w + j] : 0.0f;
+      const float d = (i + 1 < h && j + 1 < w) ? r[(i + 1) * w + j + 1] : 0.0f;
+      C.b[I * C.w + J] = (a + bb) + (c + d);
+    }
+  }
+  std::fill(C.x.begin(), C.x.end(), 0.0f);
+}
+
+ANOFAST_POISSON_CLONES inline void vcycle(Workspace& ws, size_t l) {
+  Level& L = ws.lv[l];
+  if (l + 1 == ws.lv.size()) {
+    smooth(L, kCoarse, ws.tmp);
+    return;
+  }
+  smooth(L, kPre, ws.tmp);
+  Level& C = ws.lv[l + 1];
+  restrict_residual(L, C, ws.r);
+  vcycle(ws, l + 1);
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    float* x = L.x.data() + i * L.w;
+    const uint8_t* m = L.m.data() + i * L.w;
+    const float* e = C.x.data() + (i / 2) * C.w;
+    for (int64_t j = 1; j < L.w - 1; ++j) x[j] = m[j] ? x[j] + e[j / 2] : x[j];
+  }
+  smooth(L, kPost, ws.tmp);
+}
+
+// Sets up the level hierarchy of one patch (sizes and domains).
+// region: the destination-space domain at the patch's top-left corner, row stride wp (nullptr: everywhere).
+inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const uint8_t* region, int64_t wp) {
+  ws.lv.resize(nlev);
+  for (int l = 0; l < nlev; ++l) {
+    Level& L = ws.lv[l];
+    L.h = l == 0 ? h : (ws.lv[l - 1].h + 1) / 2;
+    L.w = l == 0 ? w : (ws.lv[l - 1].w + 1) / 2;
+    const size_t n = static_cast<size_t>(L.h * L.w);
+    L.x.resize(n);
+    L.b.resize(n);
+    L.m.assign(n, 0);
+    for (int64_t i = 0; i < L.h; ++i) {
+      for (int64_t j = 0; j < L.w; ++j) {
+        uint8_t v;
+        if (l == 0) {
+          v = (region == nullptr || region[i * wp + j] != 0) && i >= 1 && i <= h - 2 && j >= 1 && j <= w - 2;
+        } else {
+          const Level& F = ws.lv[l - 1];
+          const int64_t fi = 2 * i, fj = 2 * j;
+          v = fi + 1 < F.h && fj + 1 < F.w && F.m[fi * F.w + fj] && F.m[fi * F.w + fj + 1] &&
+              F.m[(fi + 1) * F.w + fj] && F.m[(fi + 1) * F.w + fj + 1];
+        }
+        L.m[i * L.w + j] = v;
+      }
+    }
+    for (int c = 0; c < 2; ++c) {
+      L.colour[c].resize(n);
+      for (int64_t i = 0; i < L.h; ++i)
+        for (int64_t j = 0; j < L.w; ++j) L.colour[c][i * L.w + j] = L.m[i * L.w + j] && ((i + j) & 1) == c;
+    }
+  }
+  const size_t n0 = static_cast<size_t>(h * w);
+  if (ws.r.size() < n0) ws.r.resize(n0);
+  if (ws.tmp.size() < static_cast<size_t>(w)) ws.tmp.resize(w);
+  if (ws.cand.size() < n0) ws.cand.resize(n0);
+}
+
+inline float edge(float sp, float sq, float dp, float dq, bool mixed) {
+  const float s = sp - sq, d = dp - dq;
+  return (mixed && !(std::fabs(s) > std::fabs(d))) ? d : s;
+}
+
+// Bilinear resampling of the source rectangle (sy, sx, sh, sw) of a (C, hs, ws) image to h x w (reference: resample).
+inline void resample(float* dst, const float* img, int64_t C, int64_t hs, int64_t wsz, int64_t sy, int64_t sx,
+                     int64_t sh, int64_t sw, float scy, float scx, int64_t h, int64_t w) {
+  for (int64_t i = 0; i < h; ++i) {
+    float fy = (static_cast<float>(i) + 0.5f) * scy - 0.5f;
+    fy = fy > 0.0f ? fy : 0.0f;
+    const int64_t top = sh - 1 > 0 ? sh - 1 : 0;
+    const int64_t iy = std::min<int64_t>(static_cast<int64_t>(fy), top);
+    const float wy = fy - static_cast<float>(iy);
+    const int64_t iy1 = std::min<int64_t>(iy + 1, top);
+    const int64_t r0 = std::min<int64_t>(std::max<int64_t>(sy + iy, 0), hs - 1);
+    const int64_t r1 = std::min<int64_t>(std::max<int64_t>(sy + iy1, 0), hs - 1);
+    for (int64_t j = 0; j < w; ++j) {
+      float fx = (static_cast<float>(j) + 0.5f) * scx - 0.5f;
+      fx = fx > 0.0f ? fx : 0.0f;
+      const int64_t left = sw - 1 > 0 ? sw - 1 : 0;
+      const int64_t ix = std::min<int64_t>(static_cast<int64_t>(fx), left);
+      const float wx = fx - static_cast<float>(ix);
+      const int64_t ix1 = std::min<int64_t>(ix + 1, left);
+      const int64_t c0 = std::min<int64_t>(std::max<int64_t>(sx + ix, 0), wsz - 1);
+      const int64_t c1 = std::min<int64_t>(std::max<int64_t>(sx + ix1, 0), wsz - 1);
+      for (int64_t c = 0; c < C; ++c) {
+        const float* p = img + c * hs * wsz;
+        const float p00 = p[r0 * wsz + c0], p01 = p[r0 * wsz + c1], p10 = p[r1 * wsz + c0], p11 = p[r1 * wsz + c1];
+        const float t = p00 + (p01 - p00) * wx;
+        const float b = p10 + (p11 - p10) * wx;
+        dst[(c * h + i) * w + j] = t + (b - t) * wy;
+      }
+    }
+  }
+}
+
+// Blends one patch of one sample. out/original: (C, H, W); mask, region: (H, W); img: the source image (C, hs, ws).
+inline void blend_patch(Workspace& ws, float* out, const float* original, float* mask, const uint8_t* region,
+                        const float* img, int64_t C, int64_t H, int64_t W, int64_t hs, int64_t wsz, const int32_t* sbox,
+                        float scy, float scx, const int32_t* box, bool mixed, float tol_sum, int cycles) {
+  const int64_t y0 = box[0], x0 = box[1], h = box[2], w = box[3];
+  if (h <= 0 || w <= 0) return;
+  setup_levels(ws, num_levels(h, w), h, w, region ? region + y0 * W + x0 : nullptr, W);
+  const int64_t n = h * w;
+  ws.dest.resize(C * n);
+  ws.sol.resize(C * n);
+  ws.src.resize(C * n);
+  resample(ws.src.data(), img, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3], scy, scx, h, w);
+  const int64_t wp = w;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < h; ++i)
+      std::memcpy(ws.dest.data() + c * n + i * w, out + (c * H + y0 + i) * W + x0, sizeof(float) * w);
+  Level& L0 = ws.lv[0];
+  for (int64_t c = 0; c < C; ++c) {
+    const float* d = ws.dest.data() + c * n;
+    const float* s = ws.src.data() + c * n;
+    for (int64_t i = 0; i < h; ++i) {
+      for (int64_t j = 0; j < w; ++j) {
+        const int64_t k = i * w + j;
+        if (L0.m[k]) {
+          const float* sp = s + i * wp + j;
+          const float* dp = d + k;
+          const float up = edge(sp[0], sp[-wp], dp[0], dp[-w], mixed);
+          const float dn = edge(sp[0], sp[wp], dp[0], dp[w], mixed);
+          const float lf = edge(sp[0], sp[-1], dp[0], dp[-1], mixed);
+          const float rt = edge(sp[0], sp[1], dp[0], dp[1], mixed);
+          L0.b[k] = (up + dn) + (lf + rt);
+          L0.x[k] = sp[0];
+        } else {
+          L0.b[k] = 0.0f;
+          L0.x[k] = d[k];
+        }
+      }
+    }
+    for (int k = 0; k < cycles; ++k) vcycle(ws, 0);
+    float* o = ws.sol.data() + c * n;
+    for (int64_t k = 0; k < n; ++k) {
+      float v = L0.x[k];
+      v = v > 0.0f ? v : 0.0f;
+      v = v < 1.0f ? v : 1.0f;
+      o[k] = v;
+    }
+  }
+  // candidates: sum_c |o - d| > tol_sum inside the domain; then the 5x5 majority vote.
+  for (int64_t k = 0; k < n; ++k) {
+    float t = std::fabs(ws.sol[k] - ws.dest[k]);
+    for (int64_t c = 1; c < C; ++c) t = t + std::fabs(ws.sol[c * n + k] - ws.dest[c * n + k]);
+    ws.cand[k] = L0.m[k] && t > tol_sum;
+  }
+  // 5x5 vote as two 5-tap integer sums (exact): rows into ws.rowsum, then columns
+  ws.rowsum.resize(n);
+  for (int64_t i = 0; i < h; ++i) {
+    const int32_t* cr = ws.cand.data() + i * w;
+    int32_t* rr = ws.rowsum.data() + i * w;
+    for (int64_t j = 0; j < w; ++j) {
+      int32_t v = 0;
+      for (int64_t dj = -2; dj <= 2; ++dj) v += (j + dj >= 0 && j + dj < w) ? cr[j + dj] : 0;
+      rr[j] = v;
+    }
+  }
+  for (int64_t i = 1; i < h - 1; ++i) {
+    for (int64_t j = 1; j < w - 1; ++j) {
+      if (!L0.m[i * w + j]) continue;
+      int votes = 0;
+      for (int64_t di = -2; di <= 2; ++di) votes += (i + di >= 0 && i + di < h) ? ws.rowsum[(i + di) * w + j] : 0;
+      if (votes >= kMajority) {
+        for (int64_t c = 0; c < C; ++c) out[(c * H + y0 + i) * W + x0 + j] = ws.sol[c * n + i * w + j];
+      }
+    }
+  }
+  for (int64_t i = 0; i < h; ++i) {
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t p = (y0 + i) * W + x0 + j;
+      bool changed = false;
+      for (int64_t c = 0; c < C; ++c) changed = changed || out[c * H * W + p] != original[c * H * W + p];
+      mask[p] = changed ? 1.0f : 0.0f;
+    }
+  }
+}
+
+}  // namespace anofast::poisson

@@ -1,0 +1,74 @@
+// mirrors anofast/reference/poisson.py: binding of poisson_blend_cpu (one patch per task).
+#include "poisson/poisson.h"
+
+#include <optional>
+#include <string>
+
+#include <pybind11/stl.h>
+
+#include "common/buffer.h"
+#include "common/parallel.h"
+#include "common/registry.h"
+
+namespace anofast {
+namespace {
+
+void poisson_blend_cpu(carray<float>& out, const carray<float>& original, carray<float>& mask,
+                       const carray<float>& source, const carray<int32_t>& src_index, const carray<int32_t>& src_box,
+                       const carray<float>& scale, const carray<int32_t>& box, const carray<int32_t>& mode,
+                       const std::optional<carray<uint8_t>>& region, float tol_sum, int cycles, int num_threads) {
+  check_shape(out, "out", {-1, -1, -1, -1});
+  const int64_t B = out.shape(0), C = out.shape(1), H = out.shape(2), W = out.shape(3);
+  check_shape(original, "original", {B, C, H, W});
+  check_shape(mask, "mask", {B, 1, H, W});
+  check_shape(source, "source", {-1, C, -1, -1});
+  const int64_t N = source.shape(0), hs = source.shape(2), ws = source.shape(3);
+  check_shape(src_index, "src_index", {B});
+  check_shape(src_box, "src_box", {B, 4});
+  check_shape(scale, "scale", {B, 2});
+  check_shape(box, "box", {B, 4});
+  check_shape(mode, "mode", {B});
+  if (region) check_shape(*region, "region", {B, 1, H, W});
+  if (cycles < 0) throw py::value_error("cycles must be >= 0");
+  const int32_t* bx = box.data();
+  const int32_t* sb = src_box.data();
+  const int32_t* si = src_index.data();
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* q = bx + 4 * b;
+    const int32_t* s = sb + 4 * b;
+    if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[3] < 0 || q[0] + q[2] > H || q[1] + q[3] > W) {
+      throw py::value_error("box rows (y0, x0, h, w) must lie inside the image");
+    }
+    if (q[2] > 0 && q[3] > 0 && (si[b] < 0 || si[b] >= N || s[0] < 0 || s[1] < 0 || s[2] < 1 || s[3] < 1 ||
+                                 s[0] + s[2] > hs || s[1] + s[3] > ws)) {
+      throw py::value_error("src_index / src_box rows must lie inside the source images");
+    }
+  }
+  float* o = mut(out);
+  float* m = mut(mask);
+  const float* orig = original.data();
+  const float* src = source.data();
+  const float* sc = scale.data();
+  const uint8_t* reg = region ? region->data() : nullptr;
+  const int32_t* md = mode.data();
+  py::gil_scoped_release release;
+  parallel_for(B, num_threads, [&](int64_t b) {
+    thread_local poisson::Workspace wsp;
+    const int64_t k = bx[4 * b + 2] > 0 ? si[b] : 0;
+    poisson::blend_patch(wsp, o + b * C * H * W, orig + b * C * H * W, m + b * H * W, reg ? reg + b * H * W : nullptr,
+                         src + k * C * hs * ws, C, H, W, hs, ws, sb + 4 * b, sc[2 * b], sc[2 * b + 1], bx + 4 * b,
+                         md[b] != 0, tol_sum, cycles);
+  });
+}
+
+void register_poisson(py::module_& m) {
+  m.def("poisson_blend_cpu", &poisson_blend_cpu, py::arg("out").noconvert(), py::arg("original").noconvert(),
+        py::arg("mask").noconvert(), py::arg("source").noconvert(), py::arg("src_index").noconvert(),
+        py::arg("src_box").noconvert(), py::arg("scale").noconvert(), py::arg("box").noconvert(),
+        py::arg("mode").noconvert(), py::arg("region").noconvert(), py::arg("tol_sum"), py::arg("cycles"),
+        py::arg("num_threads"));
+}
+ANOFAST_REGISTER(register_poisson);
+
+}  // namespace
+}  // namespace anofast

@@ -1,0 +1,215 @@
+"""poisson_blend: the multigrid against a direct solve, the mask contract, then every backend against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anofast.ops.poisson import MIXED, NORMAL, poisson_blend
+from anofast._backend import triton_interpreted
+from anofast.testing import assert_exact_ptx, assert_verbose_equal, backend_params, compile_ptx_for_cuda, make_batch
+
+
+def _inputs(height: int, width: int, channels: int = 3, seed: int = 0):
+    """Three samples: a large normal-clone patch with resizing, a mixed one, and an empty one."""
+    g = torch.Generator().manual_seed(seed)
+    images = make_batch(3, channels, height, width, seed=seed)
+    source = make_batch(2, channels, height + 3, width - 2, seed=seed + 7)
+    h1, w1 = height - 4, width - 5
+    src_index = torch.tensor([1, 0, 1])
+    src_box = torch.tensor([[1, 2, h1 - 3, w1 + 1], [0, 0, 5, 7], [2, 1, 4, 4]], dtype=torch.int32)
+    box = torch.tensor([[2, 3, h1, w1], [1, 1, height - 2, width // 2], [0, 0, 0, 0]], dtype=torch.int32)
+    mode = torch.tensor([NORMAL, MIXED, NORMAL], dtype=torch.int32)
+    region = torch.rand(3, 1, height, width, generator=g) > 0.05
+    return images, source, src_index, src_box, box, mode, region
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32)
+
+
+def _direct_solve(dest: torch.Tensor, src: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """Dense float64 solve of 4 f_p - sum f_q = sum (s_p - s_q) on omega, f = dest elsewhere (one channel)."""
+    idx = -torch.ones(omega.shape, dtype=torch.int64)
+    cells = omega.nonzero().tolist()
+    for k, (i, j) in enumerate(cells):
+        idx[i, j] = k
+    n = len(cells)
+    a = torch.zeros(n, n, dtype=torch.float64)
+    rhs = torch.zeros(n, dtype=torch.float64)
+    d, s = dest.double(), src.double()
+    for k, (i, j) in enumerate(cells):
+        a[k, k] = 4
+        for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            q = idx[i + di, j + dj]
+            rhs[k] += s[i, j] - s[i + di, j + dj]
+            if q >= 0:
+                a[k, q] = -1
+            else:
+                rhs[k] += d[i + di, j + dj]
+    f = d.clone()
+    f[omega] = torch.linalg.solve(a, rhs)
+    return f
+
+
+# --- reference properties -------------------------------------------------------------------------------
+
+
+def test_multigrid_matches_a_direct_solve():
+    # values kept inside (0, 1), so the clamp never acts; tol 0, so every solved pixel the vote keeps is compared
+    h, w = 34, 41
+    g = torch.Generator().manual_seed(1)
+    images = 0.3 + 0.4 * make_batch(1, 1, h + 4, w + 6, seed=3)
+    source = 0.3 + 0.4 * torch.rand(1, 1, h, w, generator=g)
+    box = torch.tensor([[2, 3, h, w]], dtype=torch.int32)
+    src_box = torch.tensor([[0, 0, h, w]], dtype=torch.int32)
+    region = torch.ones(1, 1, h + 4, w + 6, dtype=torch.bool)
+    region[..., 20:, 30:] = False  # an L-shaped domain: not a rectangle
+    args = (images, source, torch.tensor([0]), src_box, box, torch.tensor([NORMAL], dtype=torch.int32))
+    omega = torch.zeros(h, w, dtype=torch.bool)
+    omega[1:-1, 1:-1] = True
+    omega &= region[0, 0, 2:2 + h, 3:3 + w]
+    exact = _direct_solve(images[0, 0, 2:2 + h, 3:3 + w], source[0, 0], omega)
+    errors = []
+    for cycles in (1, 3, 6):
+        out, mask = poisson_blend(*args, region=region, cycles=cycles, backend="reference")
+        sel = mask[0, 0, 2:2 + h, 3:3 + w] > 0
+        assert sel.sum() > 0.8 * omega.sum()  # the 5x5 vote only trims corners of the domain
+        errors.append((out[0, 0, 2:2 + h, 3:3 + w].double() - exact)[sel].abs().max().item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 2e-4  # 0.05 grey levels after the default 6 cycles
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_reference_mask_is_exactly_the_changed_pixels(channels):
+    images, source, src_index, src_box, box, mode, region = _inputs(30, 33, channels)
+    out, mask = poisson_blend(images, source, src_index, src_box, box, mode, region=region, tol=1 / 255,
+                              cycles=3, backend="reference")
+    changed = (out != images).any(1, keepdim=True).float()
+    assert torch.equal(mask, changed)
+    assert mask[0].sum() > 100 and mask[2].sum() == 0  # the empty box changes nothing
+    assert not (mask.bool() & ~region).any()  # never outside the region
+    for b, (y0, x0, h, w) in enumerate(box.tolist()):
+        inside = torch.zeros(30, 33, dtype=torch.bool)
+        inside[y0 + 1:y0 + h - 1, x0 + 1:x0 + w - 1] = True  # the box border is the Dirichlet boundary
+        assert not mask[b, 0][~inside].any()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_mixed_with_a_flat_source_changes_nothing():
+    images, source, src_index, src_box, box, _, _ = _inputs(24, 26)
+    flat = torch.full_like(source, 0.5)
+    mode = torch.full((3,), MIXED, dtype=torch.int32)
+    out, mask = poisson_blend(images, flat, src_index, src_box, box, mode, tol=1 / 255, backend="reference")
+    assert mask.sum() == 0 and torch.equal(out, images)
+
+
+def test_zero_cycles_pastes_the_resampled_source():
+    images, source, _, _, _, _, _ = _inputs(20, 22)
+    box = torch.tensor([[3, 4, 10, 12]] * 3, dtype=torch.int32)
+    src_box = torch.tensor([[0, 0, 10, 12]] * 3, dtype=torch.int32)  # no resampling: the pixels themselves
+    mode = torch.zeros(3, dtype=torch.int32)
+    out, mask = poisson_blend(images, source, torch.tensor([0, 1, 0]), src_box, box, mode, cycles=0,
+                              backend="reference")
+    sel = mask[:, :, 3:13, 4:16].bool().expand(-1, 3, -1, -1)
+    patch = source[[0, 1, 0], :, :10, :12]
+    assert sel.any() and torch.equal(out[:, :, 3:13, 4:16][sel], patch[sel])
+
+
+def test_rounds_in_place_equal_rounds_on_copies():
+    images, source, src_index, src_box, box, mode, _ = _inputs(26, 28)
+    box2 = torch.tensor([[5, 6, 12, 14], [0, 0, 0, 0], [8, 2, 15, 20]], dtype=torch.int32)
+    kw = dict(tol=1 / 255, cycles=2, backend="reference")
+    a, _ = poisson_blend(images, source, src_index, src_box, box, mode, **kw)
+    a, _ = poisson_blend(a, source, src_index, src_box, box2, mode, **kw)
+    out, mask = images.clone(), torch.zeros(3, 1, 26, 28)
+    poisson_blend(out, source, src_index, src_box, box, mode, out=out, original=images, mask=mask, **kw)
+    poisson_blend(out, source, src_index, src_box, box2, mode, out=out, original=images, mask=mask, **kw)
+    assert torch.equal(out, a) and torch.equal(mask, (out != images).any(1, keepdim=True).float())
+
+
+# --- every backend vs the reference ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", backend_params("poisson_blend"))
+def test_matches_reference_bitwise(backend):
+    name, device = backend
+    # the Triton interpreter runs each pass in numpy: tiny images and one cycle there
+    cases = [((13, 14), 3, 1, True), ((12, 15), 1, 1, False)] if name == "triton" else [
+        ((30, 33), 3, 3, True), ((41, 37), 1, 2, False), ((17, 90), 3, 6, True)]
+    for size, channels, cycles, with_region in cases:
+        images, source, src_index, src_box, box, mode, region = _inputs(*size, channels)
+        region = region if with_region else None
+        kw = dict(tol=1 / 255, cycles=cycles)
+        ref = poisson_blend(images, source, src_index, src_box, box, mode, region=region, backend="reference", **kw)
+        dev = [t.to(device) for t in (images, source, src_index, src_box, box, mode)]
+        got = poisson_blend(*dev, region=None if region is None else region.to(device), backend=name, **kw)
+        what = f"{name} {size} C={channels} cycles={cycles}"
+        assert_verbose_equal(_bits(got[0].cpu()), _bits(ref[0]), f"{what} out")
+        assert_verbose_equal(got[1].cpu(), ref[1], f"{what} mask")
+
+
+@pytest.mark.parametrize("backend", [b for b in backend_params("poisson_blend") if b.id == "cpp"])
+def test_cpp_thread_count_invariant(backend):
+    images, source, src_index, src_box, box, mode, region = _inputs(40, 44)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(poisson_blend(images, source, src_index, src_box, box, mode, region=region, tol=1 / 255,
+                                     backend="cpp"))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def test_rejects_bad_inputs():
+    images, source, src_index, src_box, box, mode, region = _inputs(20, 22)
+    args = (images, source, src_index, src_box, box, mode)
+
+    def call(i, value, **kw):
+        a = list(args)
+        a[i] = value
+        return poisson_blend(*a, **kw)
+
+    with pytest.raises(TypeError, match="images"):
+        call(0, images.double())
+    with pytest.raises(ValueError, match="images"):
+        call(0, images[:, :2])
+    with pytest.raises(ValueError, match="source"):
+        call(1, source[:, :1])
+    with pytest.raises(TypeError, match="src_box"):
+        call(3, src_box.float())
+    with pytest.raises(ValueError, match="box"):
+        call(4, torch.tensor([[15, 0, 10, 5]] * 3, dtype=torch.int32))
+    with pytest.raises(ValueError, match="src_box"):
+        call(3, torch.tensor([[0, 0, 30, 5]] * 3, dtype=torch.int32))
+    with pytest.raises(ValueError, match="src_index"):
+        call(2, torch.tensor([0, 5, 0]))
+    with pytest.raises(ValueError, match="mode"):
+        call(5, torch.tensor([0, 2, 0], dtype=torch.int32))
+    with pytest.raises(ValueError, match="region"):
+        poisson_blend(*args, region=region[:, :, :5])
+    with pytest.raises(ValueError, match="cycles"):
+        poisson_blend(*args, cycles=-1)
+    with pytest.raises(ValueError, match="tol"):
+        poisson_blend(*args, tol=-1.0)
+    with pytest.raises(ValueError, match="original"):
+        poisson_blend(*args, out=images)
+    with pytest.raises(ValueError, match="mask"):
+        poisson_blend(*args, mask=torch.zeros(3, 1, 5, 5))
+
+
+@pytest.mark.skipif(triton_interpreted(), reason="compiles the real kernel; the interpreter replaces it")
+def test_triton_kernel_compiles_for_cuda_without_fma():
+    from anofast._kernels import poisson as kp
+
+    ptrs = {"out_ptr": "*fp32", "orig_ptr": "*fp32", "mask_ptr": "*fp32", "img_ptr": "*fp32", "sidx_ptr": "*i32",
+            "sbox_ptr": "*i32", "scale_ptr": "*fp32", "box_ptr": "*i32", "mode_ptr": "*i32", "region_ptr": "*u8",
+            "nlev_ptr": "*i32", "tab_ptr": "*i32", "wm_ptr": "*u8", "wsrc_ptr": "*fp32", "wx_ptr": "*fp32",
+            "wb_ptr": "*fp32", "wr_ptr": "*fp32", "wd_ptr": "*fp32", "ws_ptr": "*fp32", "wc_ptr": "*i32"}  # fmt: skip
+    ints = dict.fromkeys(("H", "W", "HS", "WS", "HP", "WP", "TOT", "cycles"), "i32")
+    sig = {**ptrs, **ints, "tol_sum": "fp32"}
+    for has_region in (False, True):
+        const = {"C": 3, "HAS_REGION": has_region, "BLOCK": 256}
+        assert_exact_ptx(compile_ptx_for_cuda(kp._poisson_kernel, sig, const))
