@@ -18,13 +18,17 @@ def check_param(
     dtypes: torch.dtype | tuple[torch.dtype, ...],
     shape: tuple[int, ...],
     device: torch.device,
+    *,
+    finite: bool = False,
+    like: str = "the images",
 ) -> Tensor:
     """Checks an op's parameter tensor: its dtype (one of ``dtypes``), exact ``shape`` (``-1`` = any size on
-    that axis) and ``device`` (the images'); returns it contiguous.
+    that axis) and ``device`` (that of ``like``, named in the error); with ``finite`` also its values. Returns it
+    contiguous.
 
     Raises:
         TypeError: not a tensor, or another dtype.
-        ValueError: another shape, or another device than the images.
+        ValueError: another shape, another device, or (``finite``) NaN / infinite values.
     """
     t = check_tensor(x, name)
     dtypes = dtypes if isinstance(dtypes, tuple) else (dtypes,)
@@ -34,7 +38,20 @@ def check_param(
         want = tuple("*" if d == -1 else d for d in shape)
         raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
     if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but the images are on {device}")
+        raise ValueError(f"{name} is on {t.device} but {like} are on {device}")
+    t = t.contiguous()
+    if finite and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def check_float_images(x: object, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> Tensor:
+    """Checks an op's ``(B, C, H, W)`` float32 image batch (no conversion, no value pass); returns it contiguous."""
+    t = check_tensor(x, name)
+    if t.dtype != torch.float32:
+        raise TypeError(f"{name} must be float32 in [0, 1], got {t.dtype}")
+    if t.dim() != 4 or t.shape[1] not in channels:
+        raise ValueError(f"{name} must have shape (B, C, H, W) with C in {channels}, got {tuple(t.shape)}")
     return t.contiguous()
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 import anofast.reference.blend  # noqa: F401  (registers the reference backend)
 from anofast._dispatch import dispatch, num_threads, register_impl
-from anofast._validate import check_param
+from anofast._validate import check_float_images, check_param
 
 
 def blend(
@@ -56,15 +56,9 @@ def blend(
         >>> count.tolist(), out[0, 0, 1, 1].item(), out[0, 0, 0, 0].item()
         ([4], 0.75, 0.5)
     """
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.dtype != torch.float32:
-        raise TypeError(f"images must be float32 in [0, 1], got {images.dtype}")
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+    images = check_float_images(images)
     batch, channels, height, width = images.shape
     dev = images.device
-    images = images.contiguous()
     texture = check_param(texture, "texture", (torch.uint8,), (batch, channels, height, width), dev)
     placement = check_param(placement, "placement", (torch.float32, torch.bool), (batch, 1, height, width), dev)
     placement = placement.to(torch.float32)

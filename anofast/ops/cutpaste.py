@@ -12,7 +12,7 @@ from torch import Tensor
 
 import anofast.reference.cutpaste as ref
 from anofast._dispatch import dispatch, num_threads, register_impl
-from anofast._validate import check_mask, check_tensor
+from anofast._validate import check_float_images, check_mask, check_param
 
 _FIXED = 2.0**-24
 
@@ -108,24 +108,11 @@ def cutpaste(
         >>> bool(torch.equal(out[0, :, 14:22, 14:22], images[0, :, 4:12, 4:12]))
         True
     """
-    x = check_tensor(images, "images")
-    if x.dtype != torch.float32:
-        raise TypeError(f"images must be float32 in [0, 1], got {x.dtype}")
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {tuple(x.shape)}")
-    batch, _, height, width = x.shape
-    dev = x.device
-    images = x.contiguous()
-    for name, t, dtype, cols in (("ints", ints, torch.int32, ref.N_INTS), ("floats", floats, torch.float32,
-                                                                            ref.N_FLOATS)):
-        check_tensor(t, name)
-        if t.dtype != dtype:
-            raise TypeError(f"{name} must be {dtype}, got {t.dtype}")
-        if tuple(t.shape) != (batch, cols):
-            raise ValueError(f"{name} must have shape ({batch}, {cols}), got {tuple(t.shape)}")
-        if t.device != dev:
-            raise ValueError(f"{name} is on {t.device} but images are on {dev}")
-    ints, floats = ints.contiguous(), floats.contiguous()
+    images = check_float_images(images)
+    batch, _, height, width = images.shape
+    dev = images.device
+    ints = check_param(ints, "ints", torch.int32, (batch, ref.N_INTS), dev)
+    floats = check_param(floats, "floats", torch.float32, (batch, ref.N_FLOATS), dev)
     if batch:
         i = ints.cpu()
         sy, sx, ch, cw, bh, bw = (i[:, k] for k in (ref.SRC_Y, ref.SRC_X, ref.CROP_H, ref.CROP_W, ref.BOX_H,

@@ -14,23 +14,9 @@ from torch import Tensor
 
 import anofast.reference.depth_inject  # noqa: F401  (registers the reference backend)
 from anofast._dispatch import dispatch, num_threads, register_impl
-from anofast._validate import check_tensor
+from anofast._validate import check_float_images, check_param
 from anofast.ops.normals import check_xyz
 from anofast.reference.depth_inject import NPARAMS
-
-
-def _check_map(t: object, name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    t = check_tensor(t, name)
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.dtype != torch.float32:
-        raise TypeError(f"{name} must be float32, got {t.dtype}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but rgb is on {device}")
-    t = t.contiguous()
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return t
 
 
 def depth_inject(
@@ -68,22 +54,21 @@ def depth_inject(
     Backends:
         ``reference`` (any device), ``cpp`` (CPU), ``triton`` (CUDA); all three agree bit for bit.
     """
-    rgb = check_tensor(rgb, "rgb")
-    if rgb.dim() != 4 or rgb.shape[1] != 3 or rgb.dtype != torch.float32:
-        raise ValueError(f"rgb must be (B, 3, H, W) float32, got {rgb.dtype} {tuple(rgb.shape)}")
+    rgb = check_float_images(rgb, "rgb", channels=(3,))
     batch, _, h, w = rgb.shape
     dev = rgb.device
-    rgb = _check_map(rgb, "rgb", (batch, 3, h, w), dev)
+    if not bool(torch.isfinite(rgb).all()):
+        raise ValueError("rgb contains NaN or infinite values")
     if batch and not bool(((rgb >= 0) & (rgb <= 1)).all()):
         raise ValueError("rgb must hold values in [0, 1]")
     xyz = check_xyz(xyz, batch=batch, size=(h, w), device=dev)
-    normals = _check_map(normals, "normals", (batch, 3, h, w), dev)
-    height = _check_map(height, "height", (batch, 1, h, w), dev)
-    params = _check_map(params, "params", (batch, NPARAMS), dev)
+    normals = check_param(normals, "normals", torch.float32, (batch, 3, h, w), dev, finite=True, like="rgb")
+    height = check_param(height, "height", torch.float32, (batch, 1, h, w), dev, finite=True, like="rgb")
+    params = check_param(params, "params", torch.float32, (batch, NPARAMS), dev, finite=True, like="rgb")
     if batch and not bool((params[:, 3] > 0).all()):
         raise ValueError("params: the ambient term (column AMBIENT) must be > 0")
     if alpha is not None:
-        alpha = _check_map(alpha, "alpha", (batch, 1, h, w), dev)
+        alpha = check_param(alpha, "alpha", torch.float32, (batch, 1, h, w), dev, finite=True, like="rgb")
         if not bool(((alpha >= 0) & (alpha <= 1)).all()):
             raise ValueError("alpha must hold values in [0, 1]")
     return dispatch("depth_inject", dev, backend)(rgb, xyz, normals, height, alpha, params)

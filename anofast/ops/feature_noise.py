@@ -14,18 +14,7 @@ from torch import Tensor
 
 import anofast.reference.feature_noise  # noqa: F401  (registers the reference backend)
 from anofast._dispatch import dispatch, num_threads, register_impl
-
-
-def _check_per_sample(name: str, t: object, dtype: torch.dtype, shape: tuple[int, ...], device) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but features are on {device}")
-    return t.contiguous()
+from anofast._validate import check_param
 
 
 def feature_noise(
@@ -107,12 +96,12 @@ def feature_noise(
                              f"{tuple(out.shape)} on {out.device}")
         if n_out and out.untyped_storage().data_ptr() == features.untyped_storage().data_ptr():
             raise ValueError("out must not share memory with features (use inplace=True)")
-    seeds = _check_per_sample("seeds", seeds, torch.int64, (n_out,), dev)
+    seeds = check_param(seeds, "seeds", torch.int64, (n_out,), dev, like="features")
     if isinstance(std, (int, float)) and not isinstance(std, bool):
         std = torch.full((n_out,), float(std), dtype=torch.float32, device=dev)
-    std = _check_per_sample("std", std, torch.float32, (n_out,), dev)
+    std = check_param(std, "std", torch.float32, (n_out,), dev, like="features")
     if weight is not None:
-        weight = _check_per_sample("weight", weight, torch.float32, (n_out, 1, height, width), dev)
+        weight = check_param(weight, "weight", torch.float32, (n_out, 1, height, width), dev, like="features")
     if n_out:
         checks = [torch.isfinite(std).all()] + ([] if weight is None else [torch.isfinite(weight).all()])
         ok = torch.stack(checks).tolist()
