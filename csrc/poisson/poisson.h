@@ -77,13 +77,19 @@ ANOFAST_POISSON_CLONES inline void restrict_residual(Level& F, Level& C, std::ve
     }
   }
   for (int64_t I = 0; I < C.h; ++I) {
-    for (int64_t J = 0; J < C.w; ++J) {
-      const int64_t i = 2 * I, j = 2 * J;
-      const float a = r[i * w + j];
-      const float bb = j + 1 < w ? r[i * w + j + 1] : 0.0f;
-      const float c = i + 1 < h ? r[(i + 1) * w + j] : 0.0f;
-      const float d = (i + 1 < h && j + 1 < w) ? r[(i + 1) * w + j + 1] : 0.0f;
-      C.b[I * C.w + J] = (a + bb) + (c + d);
+    const int64_t i = 2 * I;
+    const float* r0 = r.data() + i * w;
+    const float* r1 = r0 + w;
+    float* cb = C.b.data() + I * C.w;
+    const int64_t full = i + 1 < h ? w / 2 : 0;  // columns J whose four children all exist
+    for (int64_t J = 0; J < full; ++J) cb[J] = (r0[2 * J] + r0[2 * J + 1]) + (r1[2 * J] + r1[2 * J + 1]);
+    for (int64_t J = full; J < C.w; ++J) {
+      const int64_t j = 2 * J;
+      const float a = r0[j];
+      const float bb = j + 1 < w ? r0[j + 1] : 0.0f;
+      const float c = i + 1 < h ? r1[j] : 0.0f;
+      const float d = (i + 1 < h && j + 1 < w) ? r1[j + 1] : 0.0f;
+      cb[J] = (a + bb) + (c + d);
     }
   }
   std::fill(C.x.begin(), C.x.end(), 0.0f);
@@ -110,7 +116,7 @@ ANOFAST_POISSON_CLONES inline void vcycle(Workspace& ws, size_t l) {
 
 // Sets up the level hierarchy of one patch (sizes and domains).
 // region: the destination-space domain at the patch's top-left corner, row stride wp (nullptr: everywhere).
-inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const uint8_t* region, int64_t wp) {
+ANOFAST_POISSON_CLONES inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const uint8_t* region, int64_t wp) {
   ws.lv.resize(nlev);
   for (int l = 0; l < nlev; ++l) {
     Level& L = ws.lv[l];
@@ -152,39 +158,50 @@ inline float edge(float sp, float sq, float dp, float dq, bool mixed) {
 }
 
 // Bilinear resampling of the source rectangle (sy, sx, sh, sw) of a (C, hs, ws) image to h x w (reference: resample).
-inline void resample(float* dst, const float* img, int64_t C, int64_t hs, int64_t wsz, int64_t sy, int64_t sx,
-                     int64_t sh, int64_t sw, float scy, float scx, int64_t h, int64_t w) {
+// The column coordinates are computed once per patch (the same float operations as per pixel, so the same bits).
+ANOFAST_POISSON_CLONES inline void resample(float* dst, const float* img, int64_t C, int64_t hs, int64_t wsz,
+                                            int64_t sy, int64_t sx, int64_t sh, int64_t sw, float scy, float scx,
+                                            int64_t h, int64_t w) {
+  thread_local std::vector<int64_t> col0, col1;
+  thread_local std::vector<float> colw;
+  col0.resize(w);
+  col1.resize(w);
+  colw.resize(w);
+  const int64_t left = sw - 1 > 0 ? sw - 1 : 0;
+  for (int64_t j = 0; j < w; ++j) {
+    float fx = (static_cast<float>(j) + 0.5f) * scx - 0.5f;
+    fx = fx > 0.0f ? fx : 0.0f;
+    const int64_t ix = std::min<int64_t>(static_cast<int64_t>(fx), left);
+    colw[j] = fx - static_cast<float>(ix);
+    const int64_t ix1 = std::min<int64_t>(ix + 1, left);
+    col0[j] = std::min<int64_t>(std::max<int64_t>(sx + ix, 0), wsz - 1);
+    col1[j] = std::min<int64_t>(std::max<int64_t>(sx + ix1, 0), wsz - 1);
+  }
+  const int64_t top = sh - 1 > 0 ? sh - 1 : 0;
   for (int64_t i = 0; i < h; ++i) {
     float fy = (static_cast<float>(i) + 0.5f) * scy - 0.5f;
     fy = fy > 0.0f ? fy : 0.0f;
-    const int64_t top = sh - 1 > 0 ? sh - 1 : 0;
     const int64_t iy = std::min<int64_t>(static_cast<int64_t>(fy), top);
     const float wy = fy - static_cast<float>(iy);
     const int64_t iy1 = std::min<int64_t>(iy + 1, top);
     const int64_t r0 = std::min<int64_t>(std::max<int64_t>(sy + iy, 0), hs - 1);
     const int64_t r1 = std::min<int64_t>(std::max<int64_t>(sy + iy1, 0), hs - 1);
-    for (int64_t j = 0; j < w; ++j) {
-      float fx = (static_cast<float>(j) + 0.5f) * scx - 0.5f;
-      fx = fx > 0.0f ? fx : 0.0f;
-      const int64_t left = sw - 1 > 0 ? sw - 1 : 0;
-      const int64_t ix = std::min<int64_t>(static_cast<int64_t>(fx), left);
-      const float wx = fx - static_cast<float>(ix);
-      const int64_t ix1 = std::min<int64_t>(ix + 1, left);
-      const int64_t c0 = std::min<int64_t>(std::max<int64_t>(sx + ix, 0), wsz - 1);
-      const int64_t c1 = std::min<int64_t>(std::max<int64_t>(sx + ix1, 0), wsz - 1);
-      for (int64_t c = 0; c < C; ++c) {
-        const float* p = img + c * hs * wsz;
-        const float p00 = p[r0 * wsz + c0], p01 = p[r0 * wsz + c1], p10 = p[r1 * wsz + c0], p11 = p[r1 * wsz + c1];
-        const float t = p00 + (p01 - p00) * wx;
-        const float b = p10 + (p11 - p10) * wx;
-        dst[(c * h + i) * w + j] = t + (b - t) * wy;
+    for (int64_t c = 0; c < C; ++c) {
+      const float* q0 = img + (c * hs + r0) * wsz;
+      const float* q1 = img + (c * hs + r1) * wsz;
+      float* d = dst + (c * h + i) * w;
+      for (int64_t j = 0; j < w; ++j) {
+        const float p00 = q0[col0[j]], p01 = q0[col1[j]], p10 = q1[col0[j]], p11 = q1[col1[j]];
+        const float t = p00 + (p01 - p00) * colw[j];
+        const float bt = p10 + (p11 - p10) * colw[j];
+        d[j] = t + (bt - t) * wy;
       }
     }
   }
 }
 
 // Blends one patch of one sample. out/original: (C, H, W); mask, region: (H, W); img: the source image (C, hs, ws).
-inline void blend_patch(Workspace& ws, float* out, const float* original, float* mask, const uint8_t* region,
+ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, const float* original, float* mask, const uint8_t* region,
                         const float* img, int64_t C, int64_t H, int64_t W, int64_t hs, int64_t wsz, const int32_t* sbox,
                         float scy, float scx, const int32_t* box, bool mixed, float tol_sum, int cycles) {
   const int64_t y0 = box[0], x0 = box[1], h = box[2], w = box[3];
@@ -236,33 +253,41 @@ inline void blend_patch(Workspace& ws, float* out, const float* original, float*
     for (int64_t c = 1; c < C; ++c) t = t + std::fabs(ws.sol[c * n + k] - ws.dest[c * n + k]);
     ws.cand[k] = L0.m[k] && t > tol_sum;
   }
-  // 5x5 vote as two 5-tap integer sums (exact): rows into ws.rowsum, then columns
+  // 5x5 vote as two 5-tap integer sums (exact): rows into ws.rowsum (zero beyond the patch), then columns
   ws.rowsum.resize(n);
   for (int64_t i = 0; i < h; ++i) {
     const int32_t* cr = ws.cand.data() + i * w;
     int32_t* rr = ws.rowsum.data() + i * w;
     for (int64_t j = 0; j < w; ++j) {
       int32_t v = 0;
-      for (int64_t dj = -2; dj <= 2; ++dj) v += (j + dj >= 0 && j + dj < w) ? cr[j + dj] : 0;
+      if (j >= 2 && j + 2 < w) {
+        v = (cr[j - 2] + cr[j - 1]) + (cr[j] + cr[j + 1]) + cr[j + 2];
+      } else {
+        for (int64_t dj = -2; dj <= 2; ++dj) v += (j + dj >= 0 && j + dj < w) ? cr[j + dj] : 0;
+      }
       rr[j] = v;
     }
   }
   for (int64_t i = 1; i < h - 1; ++i) {
+    const int64_t ia = std::max<int64_t>(i - 2, 0), ib = std::min<int64_t>(i + 2, h - 1);
     for (int64_t j = 1; j < w - 1; ++j) {
       if (!L0.m[i * w + j]) continue;
-      int votes = 0;
-      for (int64_t di = -2; di <= 2; ++di) votes += (i + di >= 0 && i + di < h) ? ws.rowsum[(i + di) * w + j] : 0;
+      int32_t votes = 0;
+      for (int64_t r = ia; r <= ib; ++r) votes += ws.rowsum[r * w + j];
       if (votes >= kMajority) {
         for (int64_t c = 0; c < C; ++c) out[(c * H + y0 + i) * W + x0 + j] = ws.sol[c * n + i * w + j];
       }
     }
   }
+  // mask over the box: any_c(out != original), branch-free so that it vectorises
   for (int64_t i = 0; i < h; ++i) {
-    for (int64_t j = 0; j < w; ++j) {
-      const int64_t p = (y0 + i) * W + x0 + j;
-      bool changed = false;
-      for (int64_t c = 0; c < C; ++c) changed = changed || out[c * H * W + p] != original[c * H * W + p];
-      mask[p] = changed ? 1.0f : 0.0f;
+    const int64_t p0 = (y0 + i) * W + x0;
+    float* mrow = mask + p0;
+    for (int64_t j = 0; j < w; ++j) mrow[j] = out[p0 + j] != original[p0 + j] ? 1.0f : 0.0f;
+    for (int64_t c = 1; c < C; ++c) {
+      const float* oc = out + c * H * W + p0;
+      const float* gc = original + c * H * W + p0;
+      for (int64_t j = 0; j < w; ++j) mrow[j] = oc[j] != gc[j] ? 1.0f : mrow[j];
     }
   }
 }
