@@ -58,11 +58,14 @@ class Method:
         presets: preset names; the first is the default.
         build: ``build(preset, source, overrides) -> generator``; the generator is called as
             ``generator(images_uint8, seed=per_sample_seeds)`` and has ``config() -> dict``.
+        generate: for families whose inputs are not images (3D): ``generate(args) -> exit code`` runs the whole
+            ``generate`` command instead of the image pipeline (such a family cannot be mixed with others).
     """
 
     summary: str
     presets: tuple[str, ...]
     build: Callable[[str, str | None, dict[str, Any]], Any]
+    generate: Callable[[argparse.Namespace], int] | None = None
 
 
 def _build_perlin(preset: str, source: str | None, overrides: dict[str, Any]) -> Any:
@@ -77,7 +80,135 @@ METHODS: dict[str, Method] = {
         presets=("draem", "anomalib", "glass"),
         build=_build_perlin,
     ),
+    "cutpaste": Method(
+        summary="CutPaste: a jittered crop of the image pasted elsewhere (normal, scar, union, 3-way)",
+        presets=("normal", "scar", "three_way", "union"),
+        build=lambda preset, source, overrides: _build_cutpaste(preset, source, overrides),
+    ),
+    "nsa": Method(
+        summary="NSA: patches of another image, resized, shifted and Poisson-blended (normal / mixed gradients)",
+        presets=("nsa", "nsa_mixed", "nsa_texture", "shift"),
+        build=lambda preset, source, overrides: _build_nsa(preset, source, overrides),
+    ),
+    "pointcloud": Method(
+        summary="point clouds (.pcd/.ply/.npz folder): bulges, dents, holes, cuts, debris with per-point labels",
+        presets=("default", "surface", "missing"),
+        build=lambda *_: _not_mixable("pointcloud"),
+        generate=lambda args: _three_d_generate("pointcloud", args),
+    ),
+    "depth": Method(
+        summary="RGB-D (MVTec 3D-AD rgb/ + xyz/ folder): depth-consistent bulges, dents, grooves, holes",
+        presets=("default",),
+        build=lambda *_: _not_mixable("depth"),
+        generate=lambda args: _three_d_generate("depth", args),
+    ),
 }
+
+
+def _build_cutpaste(preset: str, source: str | None, overrides: dict[str, Any]) -> Any:
+    """CutPaste's anomaly source is the image itself: ``--source`` does not apply."""
+    from anofast.synth.cutpaste import CutPaste
+
+    if source is not None and source != "self":
+        raise CLIError("--source does not apply to --method cutpaste (it pastes a crop of the image itself)")
+    return getattr(CutPaste, preset)(**overrides)
+
+
+def _build_nsa(preset: str, source: str | None, overrides: dict[str, Any]) -> Any:
+    """NSA takes patches from the other images of each batch (or from --source, a folder of normal images); a
+    batch of one image (a last batch, an image of its own size) uses the image itself as the source."""
+    from anofast.synth.nsa import NaturalSynthetic
+
+    pool = None
+    if source is not None:
+        if source == "self":
+            raise CLIError("--source self is not an NSA source; pass a folder of normal images or nothing")
+        from anofast.data.textures import load_texture_folder
+
+        pool = load_texture_folder(source, (256, 256))
+    return getattr(NaturalSynthetic, preset)(source=pool, **{"allow_self": True, **overrides})
+
+
+def _not_mixable(name: str) -> Any:
+    raise CLIError(f"--method: {name} reads 3D inputs and cannot be mixed with image methods")
+
+
+def _three_d_generate(name: str, args: argparse.Namespace) -> int:
+    from anofast.three_d import generate
+
+    return generate.generate_pointcloud(args) if name == "pointcloud" else generate.generate_depth(args)
+
+
+def build_generator(spec: str, preset: str | None, source: str | None, weights: Sequence[float] | None = None,
+                    p_normal: float = 0.0) -> tuple[Any, str | None]:
+    """The generator of ``generate --method SPEC``: one family, or an :class:`anofast.OneOf` mix.
+
+    ``SPEC`` is ``name[:preset][,name[:preset]...]`` (e.g. ``perlin:glass,cutpaste``); ``preset`` (``--preset``)
+    applies to entries without one. A single entry without ``weights`` / ``p_normal`` is the family's generator
+    itself. Returns the generator and the preset to record (None for a mix).
+
+    Raises:
+        CLIError: an unknown family or preset, a repeated entry, or weights that do not match the entries.
+    """
+    entries: list[tuple[str, str]] = []
+    for item in spec.split(","):
+        name, _, own = item.strip().partition(":")
+        if name not in METHODS:
+            raise CLIError(f"--method: unknown family {name!r} (one of {', '.join(sorted(METHODS))})")
+        chosen = own or preset or METHODS[name].presets[0]
+        if chosen not in METHODS[name].presets:
+            where = f"--method {item.strip()}: preset" if own else "--preset"
+            raise CLIError(f"{where} {chosen!r} is not a preset of --method {name} (one of {METHODS[name].presets})")
+        if (name, chosen) in entries:
+            raise CLIError(f"--method: {name}:{chosen} is listed twice")
+        entries.append((name, chosen))
+    if weights is not None and len(weights) != len(entries):
+        raise CLIError(f"--weights has {len(weights)} values but --method lists {len(entries)} families")
+    gens = [METHODS[name].build(chosen, source, {}) for name, chosen in entries]
+    if len(gens) == 1 and weights is None and p_normal == 0.0:
+        return gens[0], entries[0][1]
+    from anofast.synth.compose import OneOf
+
+    try:
+        mix = OneOf(gens, weights=weights, p_normal=p_normal, names=[f"{n}:{p}" for n, p in entries])
+    except ValueError as e:
+        raise CLIError(f"--weights/--p-normal: {e}") from None
+    return mix, None
+
+
+def _foreground_source(spec: str, inputs: Sequence[Any]) -> Callable[[Tensor, list[int]], Tensor] | None:
+    """``--foreground``: None for ``none``; ``auto`` = :func:`anofast.foreground.estimate`; else a folder of masks
+    named like the inputs (same relative path and stem, optional ``_mask`` suffix), resized nearest-neighbour to
+    the image. Returns ``fg(images_uint8_batch, input_indices) -> (B, 1, H, W)``.
+
+    Raises:
+        CLIError: the folder does not exist, or an input has no mask in it (checked up front).
+    """
+    if spec == "none":
+        return None
+    if spec == "auto":
+        from anofast.foreground import estimate
+
+        return lambda images, _idx: estimate(images)
+    from anofast.data.mvtec import _find_mask, read_mask
+
+    root = Path(spec)
+    if not root.is_dir():
+        raise CLIError(f"--foreground {spec}: not 'auto', 'none' or a folder of masks")
+    files = []
+    for inp in inputs:
+        rel = Path(inp.name)
+        mask = _find_mask(root / rel.parent, rel.stem)
+        if mask is None:
+            raise CLIError(f"--foreground {spec}: no mask for input {inp.name} (expected {root / rel.parent}/"
+                           f"{rel.stem}.png or {rel.stem}_mask.png)")
+        files.append(mask)
+
+    def load(images: Tensor, idx: list[int]) -> Tensor:
+        size = tuple(images.shape[-2:])
+        return torch.stack([read_mask(files[i], size) for i in idx]).to(images.device)
+
+    return load
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -237,6 +368,7 @@ def _produce(
     size: tuple[int, int] | None,
     write_originals: bool,
     desc: str,
+    foreground: Callable[[Tensor, list[int]], Tensor] | None = None,
 ) -> None:
     """Generates samples ``start .. count-1`` in batches; sample ``k`` uses input ``k % len(inputs)``.
 
@@ -268,7 +400,9 @@ def _produce(
             # All torch work happens here, batched; writer threads only encode PNGs (PIL / zlib release the GIL).
             results: list[Any] = [None] * len(idx)  # (image, mask, label, mask pixels, params) per sample
             for pos in groups.values():
-                res = generator(torch.stack([images[j] for j in pos]), seed=seeds[pos])
+                batch = torch.stack([images[j] for j in pos])
+                fg = {} if foreground is None else {"foreground": foreground(batch, [idx[j] % len(inputs) for j in pos])}
+                res = generator(batch, seed=seeds[pos], **fg)
                 image_hwc = to_uint8(res.image).permute(0, 2, 3, 1).contiguous()
                 mask_u8 = to_uint8(res.mask)
                 pixels = res.mask.flatten(1).count_nonzero(1).tolist()
@@ -356,11 +490,11 @@ def _run_config(
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """``anofast generate``: a synthetic-anomaly data set from a folder of normal images."""
+    name, _, own = args.method.partition(":")
+    if name in METHODS and METHODS[name].generate is not None and "," not in args.method:
+        args.preset = own or args.preset
+        return METHODS[name].generate(args)  # type: ignore[misc]
     t0 = time.perf_counter()
-    method = METHODS[args.method]
-    preset = args.preset or method.presets[0]
-    if preset not in method.presets:
-        raise CLIError(f"--preset {preset!r} is not a preset of --method {args.method} (one of {method.presets})")
     root = Path(args.input)
     inputs = _folder_inputs(root, args.recursive)
     source = args.source
@@ -369,17 +503,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not Path(source).is_dir():
             raise CLIError(f"--source {args.source} is not a folder of texture images")
     out = Path(args.output)
-    generator = method.build(preset, source, {})
+    generator, preset = build_generator(args.method, args.preset, source, args.weights, args.p_normal)
+    fg_spec = args.foreground if args.foreground in ("auto", "none") else str(Path(args.foreground).resolve())
+    foreground = _foreground_source(fg_spec, inputs)
     run = _run_config(
         "generate", args.method, preset, generator, args.seed, args.count or len(inputs), args.batch_size,
-        args.size, inputs, {"input": str(root.resolve()), "recursive": args.recursive},
+        args.size, inputs, {"input": str(root.resolve()), "recursive": args.recursive, "foreground": fg_spec},
     )
     done = _prepare_output(out, run, args.resume)
     count = run["count"]
     if done:
         print(f"anofast generate: resuming {out} at sample {done} of {count}", file=sys.stderr)
     _produce(out, generator, inputs, seed=args.seed, count=count, start=done, batch_size=args.batch_size,
-             size=args.size, write_originals=False, desc="generate")
+             size=args.size, write_originals=False, desc="generate", foreground=foreground)
     dt = time.perf_counter() - t0
     made = count - done
     print(f"anofast generate: {made} samples written to {out} in {dt:.1f} s ({made / dt:.0f} images/s)"
@@ -455,6 +591,26 @@ def parse_size(text: str) -> tuple[int, int]:
     return hw[0], hw[1]
 
 
+def _weights(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(not (v >= 0.0) or v == float("inf") for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative numbers like 2,1 with a positive sum, got {text!r}")
+    return values
+
+
+def _probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return v
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -495,7 +651,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "with --resume and give byte-identical files.")
     gen.add_argument("--input", required=True, metavar="DIR", help="folder of normal images")
     gen.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    gen.add_argument("--method", choices=sorted(METHODS), default="perlin", help=f"generator family ({methods})")
+    gen.add_argument("--method", default="perlin", metavar="NAME[:PRESET][,...]",
+                     help=f"generator family, or a comma-separated mix drawn per sample (anofast.OneOf), e.g. "
+                     f"perlin:glass,cutpaste ({methods})")
+    gen.add_argument("--weights", type=_weights, metavar="W1,W2,...",
+                     help="relative weights of the families of a --method mix (default: equal)")
+    gen.add_argument("--p-normal", type=_probability, default=0.0, metavar="P",
+                     help="fraction of samples left normal, label 0 (default: 0)")
+    gen.add_argument("--foreground", default="none", metavar="auto|none|DIR",
+                     help="restrict anomalies to the object: 'auto' (anofast.foreground.estimate; for object "
+                     "categories, not textures), a folder of masks named like the inputs, or 'none' (default)")
     gen.add_argument("--preset", help="preset of the method (default: its first, e.g. draem)")
     gen.add_argument("--source", metavar="DIR",
                      help="anomaly-source textures: a folder of images (e.g. DTD), or 'self' (the image itself); "
@@ -510,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     gen.add_argument("--gallery", action="store_true", help="also write gallery.png and index.html")
     gen.set_defaults(func=cmd_generate)
+
+    from anofast.eval.cli import add_parser as add_eval_parser  # `anofast eval`: the benchmark protocol
+
+    add_eval_parser(sub, _positive)
     return parser
 
 
