@@ -12,21 +12,10 @@ from torch import Tensor
 
 import anofast.reference.diffusion_step  # noqa: F401  (registers the reference backend)
 from anofast._dispatch import dispatch, num_threads, register_impl
+from anofast._validate import check_param
 from anofast.reference.diffusion_step import NUM_COEFS
 
 MAX_COUNTER = 2**32
-
-
-def _check(name: str, t: object, shape: tuple[int, ...], device: torch.device, dtype=torch.float32) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but x is on {device}")
-    return t.contiguous()
 
 
 def diffusion_step(
@@ -80,14 +69,15 @@ def diffusion_step(
             f"pred must have shape ({batch}, {channels}, {height}, {width}) or, with guidance, "
             f"({2 * batch}, {channels}, {height}, {width}); got {tuple(pred.shape)}"
         )
-    pred = _check("pred", pred, tuple(pred.shape), dev)
-    known = _check("known", known, (batch, channels, height, width), dev)
-    mask = _check("mask", mask, (batch, 1, height, width), dev)
-    coefs = _check("coefs", coefs, (batch, NUM_COEFS), dev)
-    seeds = _check("seeds", seeds, (batch,), seeds.device if isinstance(seeds, Tensor) else dev, torch.int64)
+    pred = check_param(pred, "pred", torch.float32, tuple(pred.shape), dev, like="x")
+    known = check_param(known, "known", torch.float32, (batch, channels, height, width), dev, like="x")
+    mask = check_param(mask, "mask", torch.float32, (batch, 1, height, width), dev, like="x")
+    coefs = check_param(coefs, "coefs", torch.float32, (batch, NUM_COEFS), dev, like="x")
+    seeds_dev = seeds.device if isinstance(seeds, Tensor) else dev
+    seeds = check_param(seeds, "seeds", torch.int64, (batch,), seeds_dev, like="x")
     seeds = seeds.to(dev)
     if x0_prev is not None:
-        x0_prev = _check("x0_prev", x0_prev, (batch, channels, height, width), dev)
+        x0_prev = check_param(x0_prev, "x0_prev", torch.float32, (batch, channels, height, width), dev, like="x")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")
     numel = channels * height * width
