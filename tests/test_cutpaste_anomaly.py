@@ -123,6 +123,24 @@ def test_foreground_restricts_the_anomaly():
     assert ok[torch.arange(8) != 3].float().mean() > 0.6  # a crop larger than the object is moved to fit
 
 
+def test_foreground_crop_lies_inside_the_object_when_it_fits():
+    """On a disc, every crop that fits wholly inside the disc is taken from inside it (checked pixel by pixel), so
+    no background is pasted onto the object; a crop too large for the object falls back to a centred one."""
+    images = _images(batch=16)
+    ys, xs = torch.meshgrid(torch.arange(64), torch.arange(72), indexing="ij")
+    fg = (((ys - 32) ** 2 + (xs - 36) ** 2) < 26**2).float().expand(16, 1, 64, 72).clone()
+    out = anofast.CutPaste.normal(p_anomaly=1.0, area_ratio=(0.02, 0.06))(images, seed=3, foreground=fg)
+    inside = 0
+    for i in range(16):
+        sy, sx, h, w = out.params["src_box"][i].tolist()
+        assert 0 <= sy and sy + h <= 64 and 0 <= sx and sx + w <= 72
+        inside += bool(fg[i, 0, sy : sy + h, sx : sx + w].all())
+    assert inside == 16  # at most 6 % of the image: such boxes always fit in this disc
+    again = anofast.CutPaste.normal(p_anomaly=1.0, area_ratio=(0.02, 0.06))(images[5:6], seed=sample_seeds(3, 1, 5),
+                                                                          foreground=fg[5:6])
+    assert torch.equal(again.image[0], out.image[5]) and torch.equal(again.mask[0], out.mask[5])
+
+
 def test_non_square_and_tiny_images():
     for size in ((30, 200), (200, 30), (8, 9), (1, 1)):
         images = _images(batch=4, size=size)

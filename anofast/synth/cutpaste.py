@@ -19,7 +19,8 @@ Variants and labels: each sample gets a ``variant`` (its class for the 3-way tas
 pixel changed), so a paste that happens to reproduce what it covers keeps variant 1 or 2 but gets label 0.
 
 Foreground (``foreground=(B, 1, H, W)``): the paste box is centred on a foreground pixel drawn uniformly, the
-crop is centred on another foreground pixel (so the patch is object material), and only foreground pixels are
+crop is drawn uniformly among the positions where it lies wholly inside the foreground (so the patch is object
+material; where no such position exists, it is centred on a foreground pixel), and only foreground pixels are
 written, so the mask always lies inside the foreground. A sample with an empty foreground stays normal
 (variant 0, ``params["applied"]`` False).
 """
@@ -225,6 +226,8 @@ class CutPaste:
             empty = ~flat.any(1)
             applied = applied & ~empty
             src = _centred(_pick(flat, u[:, _SRC_Y]), width, crop, (height, width))
+            inside, has_inside = _inside_corner(flat.view(batch, height, width), crop, u[:, _SRC_X])
+            src = torch.where(has_inside.view(-1, 1), inside, src)
             dst = _centred(_pick(flat, u[:, _DST_Y]), width, box, (height, width))
         variant = torch.where(applied, torch.where(scar, 2, 1), 0).to(torch.int64)
         return CutPasteParams(seeds=seeds, size=(height, width), variant=variant, src=src, crop=crop, dst=dst,
@@ -290,6 +293,28 @@ def _pick(flat: Tensor, u: Tensor) -> Tensor:
     n = cum[:, -1]
     k = torch.minimum((u * n).floor().to(torch.int64), (n - 1).clamp(min=0))
     return torch.searchsorted(cum, k.view(-1, 1), right=True).view(-1).clamp(max=flat.shape[1] - 1)
+
+
+def _inside_corner(fg: Tensor, size: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Top-left corners of boxes of ``size`` lying wholly inside the foreground ``fg`` (``(B, H, W)`` bool), drawn
+    uniformly among such positions (a summed-area table gives every position's count), and whether one exists."""
+    batch, height, width = fg.shape
+    table = torch.zeros(batch, height + 1, width + 1, dtype=torch.int64)
+    table[:, 1:, 1:] = fg.to(torch.int64).cumsum(1).cumsum(2)
+    table = table.flatten(1)
+    ys = torch.arange(height).view(1, -1, 1)
+    xs = torch.arange(width).view(1, 1, -1)
+    h, w = size[:, 0].view(-1, 1, 1), size[:, 1].view(-1, 1, 1)
+    y1, x1 = (ys + h).clamp(max=height), (xs + w).clamp(max=width)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return table.gather(1, (y * (width + 1) + x).expand(batch, height, width).reshape(batch, -1))
+
+    count = at(y1, x1) - at(ys, x1) - at(y1, xs) + at(ys, xs)
+    fits = ((ys + h <= height) & (xs + w <= width)).expand(batch, height, width).reshape(batch, -1)
+    valid = fits & (count == (h * w).view(-1, 1))
+    index = _pick(valid, u)
+    return torch.stack((index // width, index % width), 1), valid.any(1)
 
 
 def _centred(index: Tensor, width: int, size: Tensor, image: tuple[int, int]) -> Tensor:
