@@ -3,9 +3,9 @@ Runinho/pytorch-cutpaste ``CutPasteNormal`` (+ ToTensor + Normalize, as its trai
 
 Runs in the peer environment (anomalib, torchvision), with the unofficial code fetched outside the repository::
 
-    git clone https://github.com/Runinho/pytorch-cutpaste /work/peers/pytorch-cutpaste   # any folder outside
+    git clone https://github.com/Runinho/pytorch-cutpaste ../peers/pytorch-cutpaste   # any folder outside
     .venv-peers/bin/python benchmarks/compare_cutpaste.py [--rounds 5] [--min-run-time 1.0] \\
-        [--runinho /work/peers/pytorch-cutpaste] [--json PATH]
+        [--runinho ../peers/pytorch-cutpaste] [--json PATH]
 
 Every implementation gets the same 32 images of 256x256 (MVTec good images when ../shared/data has them): the
 anomalib class a float (3, 256, 256) tensor per image, Runinho's a PIL image per image (its input type), anofast
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, metadata  # noqa: E402
 from compare_anomalib import BATCH, DATA, SIZE, Entry, _machine_slug, load_images, run, summarise, table  # noqa: E402
 
-RUNINHO = Path("/work/peers/pytorch-cutpaste")
+RUNINHO = Path(__file__).resolve().parents[2] / "peers" / "pytorch-cutpaste"  # ../peers beside the checkout
 
 
 def build_entries(images: torch.Tensor, runinho: Path, peer_only: bool) -> list[Entry]:

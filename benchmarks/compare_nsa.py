@@ -4,7 +4,7 @@ The original ``patch_ex`` needs OpenCV, which anofast does not depend on; run th
 (the anomalib peer environment does) and point ``--nsa-path`` at a checkout of the original code outside the
 repository::
 
-    git clone https://github.com/hmsch/natural-synthetic-anomalies /work/peers/natural-synthetic-anomalies
+    git clone https://github.com/hmsch/natural-synthetic-anomalies ../peers/natural-synthetic-anomalies
     .venv-peers/bin/python benchmarks/compare_nsa.py [--rounds 5] [--json PATH]
 
 Both sides get the same 32 images of 256x256 (MVTec hazelnut from ../shared/data when present, else synthetic) and
@@ -51,7 +51,7 @@ def load_images() -> tuple[np.ndarray, str]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    ap.add_argument("--nsa-path", default=os.environ.get("NSA_PATH", "/work/peers/natural-synthetic-anomalies"),
+    ap.add_argument("--nsa-path", default=os.environ.get("NSA_PATH", str(Path(__file__).resolve().parents[2] / "peers" / "natural-synthetic-anomalies")),
                     help="checkout of hmsch/natural-synthetic-anomalies (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="anofast's torch threads (default 2)")
     ap.add_argument("--json", type=Path, help="write the results here (default: benchmarks/results/0.1.0/...)")

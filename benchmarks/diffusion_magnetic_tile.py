@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -198,7 +199,8 @@ def _gallery(rows: list[torch.Tensor], per_row: int, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=("train", "evaluate", "downstream"))
-    ap.add_argument("--workdir", default="/tmp/anofast-diffusion-magnetic_tile", help="checkpoint folder")
+    ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "anofast-diffusion-magnetic_tile"),
+                    help="checkpoint folder")
     ap.add_argument("--minutes", type=float, default=15.0, help="train: wall-time limit of this run")
     ap.add_argument("--steps", type=int, default=None, help="train: total steps (4000); evaluate: sampler steps (20)")
     ap.add_argument("--checkpoint", help="evaluate: checkpoint file (default: the one in --workdir)")
