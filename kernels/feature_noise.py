@@ -10,7 +10,7 @@ from ._rng import normal, sample_key, stream_key
 
 
 # The sizes stay runtime values (no recompilation per feature shape, no constexpr when one of them is 1).
-@triton.jit(do_not_specialize=["B", "C", "HW", "NBLK"])
+@triton.jit(do_not_specialize=["B", "C", "HW", "NBLK", "J0"])
 def _feature_noise_kernel(
     out_ptr,  # (N, C, H, W) float32 (the features themselves when INPLACE)
     mask_ptr,  # (N, 1, H, W) float32
@@ -25,13 +25,14 @@ def _feature_noise_kernel(
     C,
     HW,
     NBLK,
+    J0,  # first output sample of this launch
     HAS_WEIGHT: tl.constexpr,
     INPLACE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     # One program per (output sample, block of pixels): it loops over the channels, so the per-pixel "changed"
     # reduction stays in registers and the block's count needs no atomics.
-    j = tl.program_id(0).to(tl.int64)
+    j = J0 + tl.program_id(0).to(tl.int64)
     blk = tl.program_id(1).to(tl.int64)
     p = blk * BLOCK + tl.arange(0, BLOCK)
     inside = p < HW
@@ -69,30 +70,37 @@ def feature_noise_triton(features: torch.Tensor, seeds: torch.Tensor, std: torch
     hw = height * width
     if out is None:
         out = features if inplace else torch.empty((n_out, channels, height, width), dtype=torch.float32,
-                                                   device=features.device)
+                                                   device=features.device)  # inplace: copies == 1
     mask = torch.empty((n_out, 1, height, width), dtype=torch.float32, device=features.device)
     block = min(1024, triton.next_power_of_2(max(hw, 1)))
     nblk = triton.cdiv(hw, block)
     blocks = torch.zeros((n_out, nblk), dtype=torch.int32, device=features.device)
     if n_out == 0 or hw == 0:
         return out, mask, blocks
-    _feature_noise_kernel[(n_out, nblk)](
-        out,
-        mask,
-        blocks,
-        features,
-        seeds,
-        std,
-        weight if weight is not None else std,
-        normal_table(features.device),
-        stream_salt(Stream.FEATURE_NOISE),
-        batch,
-        channels,
-        hw,
-        nblk,
-        HAS_WEIGHT=weight is not None,
-        INPLACE=inplace,
-        BLOCK=block,
-        enable_fp_fusion=False,
-    )
+    # inplace (out[:B] is the features, copies >= 1): the other copies first, from the unmodified features, then
+    # copy 0 in place; otherwise one launch.
+    launches = [(batch, n_out, False), (0, batch, True)] if inplace else [(0, n_out, False)]
+    for j0, j1, in_place in launches:
+        if j1 == j0:
+            continue
+        _feature_noise_kernel[(j1 - j0, nblk)](
+            out,
+            mask,
+            blocks,
+            features,
+            seeds,
+            std,
+            weight if weight is not None else std,
+            normal_table(features.device),
+            stream_salt(Stream.FEATURE_NOISE),
+            batch,
+            channels,
+            hw,
+            nblk,
+            j0,
+            HAS_WEIGHT=weight is not None,
+            INPLACE=in_place,
+            BLOCK=block,
+            enable_fp_fusion=False,
+        )
     return out, mask, blocks

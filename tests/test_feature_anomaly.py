@@ -144,6 +144,19 @@ def test_inplace_writes_into_the_features():
         FeatureNoise.supersimplenet()(f, seed=2, inplace=True)
 
 
+def test_duplicated_batch_in_one_buffer_and_gradients():
+    gen = FeatureNoise.supersimplenet(p_empty=0.0)
+    f = _features(3, 4, 12, 12)
+    expected = gen(f, seed=6)
+    buf = torch.empty(6, 4, 12, 12)
+    buf[:3] = f  # the backbone writes into the first half
+    got = gen(buf[:3], seed=6, out=buf)
+    assert got.features.data_ptr() == buf.data_ptr() and _equal(got, expected)
+    x = f.clone().requires_grad_(True)  # the adaptor is trained through the noisy features
+    gen(x, seed=6).features.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(f, 2.0))
+
+
 def test_rejects_bad_inputs():
     gen = FeatureNoise.supersimplenet()
     f = _features()

@@ -43,8 +43,14 @@ def feature_noise(
             is 0 are then not even read.
         out: optional ``(N, C, H, W)`` float32 contiguous buffer to write into (e.g. one reused across training
             steps: a fresh output costs a page fault per 4 KB on first touch, which can dominate on a busy
-            machine); it must not share memory with ``features``.
+            machine). It may *start with* the features, ``features = out[:B]`` (SuperSimpleNet's duplicated batch
+            without a second buffer: the backbone writes into the first half, the op fills the other copies and
+            then adds the noise of copy 0 in place); any other overlap with ``features`` is an error.
         backend: ``auto``, ``reference``, ``cpp`` (CPU) or ``triton`` (CUDA).
+
+    Autograd: with ``features.requires_grad`` the output is differentiable in the features (the identity, summed
+    over copies), as SimpleNet / SuperSimpleNet need to train their adaptor; ``inplace`` and ``out`` starting
+    with the features are then refused.
 
     Returns:
         ``out`` ``(N, C, H, W)`` float32 (``features`` itself with ``inplace``; bitwise the input where the
@@ -81,12 +87,14 @@ def feature_noise(
     dev = features.device
     if inplace:
         if copies != 1:
-            raise ValueError(f"inplace=True needs copies == 1, got copies={copies}")
+            raise ValueError(f"inplace=True needs copies == 1 (for more copies pass out= with features = "
+                             f"out[:B]), got copies={copies}")
         if not features.is_contiguous():
             raise ValueError("inplace=True needs contiguous features")
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
-    else:
+        out = features
+    elif out is None or not _overlaps(out, features):
         features = features.contiguous()
     if out is not None:
         if not isinstance(out, Tensor) or out.dtype != torch.float32 or not out.is_contiguous():
@@ -94,8 +102,11 @@ def feature_noise(
         if tuple(out.shape) != (n_out, channels, height, width) or out.device != dev:
             raise ValueError(f"out must have shape {(n_out, channels, height, width)} on {dev}, got "
                              f"{tuple(out.shape)} on {out.device}")
-        if n_out and out.untyped_storage().data_ptr() == features.untyped_storage().data_ptr():
-            raise ValueError("out must not share memory with features (use inplace=True)")
+        if n_out and _overlaps(out, features):
+            if not (features.is_contiguous() and out.data_ptr() == features.data_ptr()):
+                raise ValueError("out overlaps features: it may only start with them (features = out[:B]); "
+                                 "otherwise use inplace=True or a separate buffer")
+            inplace = True  # copy 0 is the features themselves
     seeds = check_param(seeds, "seeds", torch.int64, (n_out,), dev, like="features")
     if isinstance(std, (int, float)) and not isinstance(std, bool):
         std = torch.full((n_out,), float(std), dtype=torch.float32, device=dev)
@@ -109,10 +120,45 @@ def feature_noise(
             raise ValueError("std contains NaN or infinite values")
         if weight is not None and not ok[1]:
             raise ValueError("weight contains NaN or infinite values")
-    out, mask, count = dispatch("feature_noise", dev, backend)(features, seeds, std, weight, copies, inplace, out)
+    impl = dispatch("feature_noise", dev, backend)
+    if features.requires_grad and torch.is_grad_enabled():
+        if inplace:
+            raise ValueError("features require grad: inplace=True and out= starting with the features would "
+                             "overwrite a tensor autograd needs; pass a separate out= or none")
+        out, mask, count = _FeatureNoiseGrad.apply(features, impl, seeds, std, weight, copies, out)
+    else:
+        # Backends get inplace=True exactly when out's first B samples are the features (out is then given).
+        out, mask, count = impl(features, seeds, std, weight, copies, inplace, out)
     if n_out and bool((count < 0).any()):
         raise ValueError("features contain NaN or infinite values where noise is added")
     return out, mask, count
+
+
+class _FeatureNoiseGrad(torch.autograd.Function):
+    """``out = f + n * w`` is the identity in ``f``: the gradient of each input sample is the sum over its copies
+    (SimpleNet / SuperSimpleNet train their adaptor through the noisy features). No gradient for std / weight."""
+
+    @staticmethod
+    def forward(ctx, features, impl, seeds, std, weight, copies, out):  # type: ignore[override]
+        ctx.copies = copies
+        out, mask, count = impl(features.detach(), seeds, std, weight, copies, False, out)
+        ctx.mark_non_differentiable(mask, count)
+        return out, mask, count
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_mask, grad_count):  # type: ignore[override]
+        grad = grad_out.unflatten(0, (ctx.copies, -1)).sum(dim=0) if ctx.copies > 1 else grad_out
+        return grad, None, None, None, None, None, None
+
+
+def _overlaps(a: Tensor, b: Tensor) -> bool:
+    """Whether the memory spans of two tensors intersect."""
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    a1 = a0 + a.untyped_storage().nbytes() - a.storage_offset() * a.element_size()
+    b1 = b0 + b.untyped_storage().nbytes() - b.storage_offset() * b.element_size()
+    return a0 < b1 and b0 < a1
 
 
 @register_impl("feature_noise", "cpp")
@@ -126,7 +172,7 @@ def _load_cpp():
         batch, channels, height, width = features.shape
         n_out = batch * copies
         if out is None:
-            out = features if inplace else torch.empty((n_out, channels, height, width), dtype=torch.float32)
+            out = torch.empty((n_out, channels, height, width), dtype=torch.float32)
         mask = torch.empty((n_out, 1, height, width), dtype=torch.float32)
         blocks = torch.empty((n_out, _cpp_blocks(height, width)), dtype=torch.int32)
         fn(

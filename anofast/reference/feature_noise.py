@@ -29,8 +29,9 @@ def feature_noise_reference(
     """``(out (N, C, H, W), mask (N, 1, H, W) float32, count (N,) int64)``; see the module docstring.
 
     ``features`` ``(B, C, H, W)`` float32, ``seeds`` ``(N,)`` int64, ``std`` ``(N,)`` float32, ``weight``
-    ``(N, 1, H, W)`` float32 or None. With ``inplace`` (``copies == 1``) the result is written into ``features``,
-    with ``out`` into that buffer.
+    ``(N, 1, H, W)`` float32 or None. The result is written into ``out`` when given (with ``inplace`` its first
+    ``B`` samples are ``features``, which are read before anything is written), else into ``features`` with
+    ``inplace``.
     """
     batch, channels, height, width = features.shape
     n_out = batch * copies
@@ -49,7 +50,7 @@ def feature_noise_reference(
     changed = (result.view(torch.int32) != f.view(torch.int32)).any(dim=1, keepdim=True)
     bad = (active & ~torch.isfinite(f)).flatten(1).any(dim=1)
     count = torch.where(bad, -1, changed.flatten(1).sum(dim=1))
-    if inplace:
+    if inplace and out is None:
         out = features
     if out is not None:
         out.copy_(result)

@@ -192,7 +192,14 @@ class FeatureNoise:
             foreground: optional ``(B, 1, h, w)`` mask: noise only where it is 1.
             inplace: write the noise into ``features`` (``copies == 1`` only); pixels without noise are untouched.
             out: optional ``(copies * B, C, h, w)`` float32 buffer for the result, e.g. one reused across training
-                steps (a fresh output's first touch can cost more than the noise itself).
+                steps (a fresh output's first touch can cost more than the noise itself). It may start with the
+                features (``features = out[:B]``): the duplicated batch then needs no memory beyond ``out``, and
+                copy 0 is written in place. SuperSimpleNet training loop::
+
+                    buf = torch.empty(2 * B, C, h, w)
+                    for images in loader:
+                        buf[:B] = adaptor(backbone(images))   # or any op that writes into buf[:B]
+                        batch = FeatureNoise.supersimplenet()(buf[:B], seed=step, out=buf)
 
         Returns:
             :class:`FeatureBatch`.

@@ -10,6 +10,10 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX2__)
 #define ANOFAST_AVX2_COPY 1
 #endif
+// x86-64 with GCC / Clang: AVX2 intrinsics may be used in target("avx2") functions behind use_avx2().
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ANOFAST_X86_SIMD 1
+#endif
 
 namespace anofast::simd {
 
@@ -19,7 +23,7 @@ constexpr int kWidth = 8;
 constexpr int kWidth = 4;
 #endif
 
-#ifdef ANOFAST_AVX2_COPY
+#ifdef ANOFAST_X86_SIMD
 // ANOFAST_NO_AVX2=1 forces the baseline copy (tests use it to check both copies on an AVX2 machine).
 inline bool use_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");

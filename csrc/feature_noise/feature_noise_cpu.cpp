@@ -1,7 +1,11 @@
 // mirrors anofast/reference/feature_noise.py: binding of feature_noise_cpu.
-// One task = one output sample x one block of whole rows (about 4096 pixels); inside it, channel by channel, only
-// the span of each row between its first and last non-zero weight is computed (the rest is copied, or left alone
-// in place). Every element is computed by exactly one task, so the result does not depend on the thread count.
+// One task = one input sample x one block of whole rows (about 4096 pixels), for every copy of that sample: channel
+// by channel, the block's rows are read once and written to each copy, and only the runs of pixels with a non-zero
+// weight are computed (the rest is copied, or left alone in place). Every element is computed by exactly one task,
+// so the result does not depend on the thread count.
+//
+// `inplace`: the first B output samples are the features themselves (copy 0 is written in place; copies >= 1 are
+// written first, from the unmodified values, channel by channel).
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -14,10 +18,9 @@
 #include "common/hash.h"
 #include "common/parallel.h"
 #include "common/registry.h"
-
-// As in blend_cpu.cpp: a baseline copy of the span loop and an AVX2 copy picked at run time.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX2__)
-#define ANOFAST_AVX2_COPY 1
+#include "common/simd.h"
+#ifdef ANOFAST_X86_SIMD
+#include "common/normal_avx2.h"
 #endif
 
 namespace anofast {
@@ -37,24 +40,13 @@ inline float bits_float(uint32_t u) {
   return v;
 }
 
-// Pixels [x0, x1) of one channel row: out = f + n * w where w != 0, f elsewhere; ORs "bits changed" into
-// `changed` and returns nonzero if a feature read where w != 0 is NaN or infinite. With kInplace, `io` is both
-// the input and the output.
-template <bool kInplace>
-// (Not always_inline: GCC then vectorises it separately in each copy below.)
-inline uint32_t span(float* __restrict io, const float* __restrict src, const float* __restrict w,
-                     uint32_t* __restrict changed, const float* __restrict table, uint32_t skey, uint32_t counter0,
-                     int64_t x0, int64_t x1) {
+// Pixels [x0, x1): out = f + n * w where w != 0, f elsewhere; ORs "bits changed" into `changed` and returns
+// nonzero if a feature read where w != 0 is NaN or infinite. `src` may equal `io` (in place).
+inline uint32_t span(float* io, const float* src, const float* w, uint32_t* changed, const float* table,
+                     uint32_t skey, uint32_t counter0, int64_t x0, int64_t x1) {
   uint32_t bad = 0;
-  // Branch-free, with the select and the tests on the bits, so that GCC vectorises the loop (hash, table gather
-  // and all) at the baseline and in the AVX2 copy.
   for (int64_t x = x0; x < x1; ++x) {
-    float fv;
-    if constexpr (kInplace) {
-      fv = io[x];
-    } else {
-      fv = src[x];
-    }
+    const float fv = src[x];
     const float wv = w[x];
     const float n = rng::normal(table, rng::bits(skey, counter0 + static_cast<uint32_t>(x)));
     const uint32_t fb = float_bits(fv);
@@ -67,38 +59,39 @@ inline uint32_t span(float* __restrict io, const float* __restrict src, const fl
   return bad;
 }
 
-using SpanFn = uint32_t (*)(float*, const float*, const float*, uint32_t*, const float*, uint32_t, uint32_t, int64_t,
-                            int64_t);
-
-template <bool kInplace>
-uint32_t span_base(float* io, const float* src, const float* w, uint32_t* changed, const float* table, uint32_t skey,
-                   uint32_t counter0, int64_t x0, int64_t x1) {
-  return span<kInplace>(io, src, w, changed, table, skey, counter0, x0, x1);
-}
-
-#ifdef ANOFAST_AVX2_COPY
-template <bool kInplace>
+#ifdef ANOFAST_X86_SIMD
+// The same as span, 8 pixels at a time with AVX2 (rng::normal_x8), the tail by span.
 __attribute__((target("avx2"))) uint32_t span_avx2(float* io, const float* src, const float* w, uint32_t* changed,
-                                                    const float* table, uint32_t skey, uint32_t counter0, int64_t x0,
-                                                    int64_t x1) {
-  return span<kInplace>(io, src, w, changed, table, skey, counter0, x0, x1);
+                                                    const float* table, const float* pairs, uint32_t skey,
+                                                    uint32_t counter0, int64_t x0, int64_t x1) {
+  const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+  const __m256i expo = _mm256_set1_epi32(0x7f800000);
+  __m256i bad = zero;
+  int64_t x = x0;
+  for (; x + 8 <= x1; x += 8) {
+    const __m256 fv = _mm256_loadu_ps(src + x);
+    const __m256 wv = _mm256_loadu_ps(w + x);
+    const __m256 n = rng::normal_x8(pairs, skey, counter0 + static_cast<uint32_t>(x));
+    const __m256i fb = _mm256_castps_si256(fv);
+    const __m256i keep = _mm256_cmpeq_epi32(_mm256_slli_epi32(_mm256_castps_si256(wv), 1), zero);
+    const __m256i ob = _mm256_blendv_epi8(_mm256_castps_si256(_mm256_add_ps(fv, _mm256_mul_ps(n, wv))), fb, keep);
+    _mm256_storeu_ps(io + x, _mm256_castsi256_ps(ob));
+    auto* ch = reinterpret_cast<__m256i*>(changed + x);
+    _mm256_storeu_si256(ch, _mm256_or_si256(_mm256_loadu_si256(ch), _mm256_andnot_si256(_mm256_cmpeq_epi32(ob, fb), one)));
+    bad = _mm256_or_si256(bad, _mm256_andnot_si256(keep, _mm256_cmpeq_epi32(_mm256_and_si256(fb, expo), expo)));
+  }
+  uint32_t out = _mm256_testz_si256(bad, bad) ? 0u : 1u;
+  if (x < x1) out |= span(io, src, w, changed, table, skey, counter0, x, x1);
+  return out;
 }
 #endif
 
-template <bool kInplace>
-SpanFn span_fn() {
-#ifdef ANOFAST_AVX2_COPY
-  // ANOFAST_NO_AVX2=1 forces the baseline copy (tests use it to check both copies on an AVX2 machine).
-  const char* off = std::getenv("ANOFAST_NO_AVX2");
-  if (__builtin_cpu_supports("avx2") && !(off != nullptr && off[0] == '1')) return span_avx2<kInplace>;
-#endif
-  return span_base<kInplace>;
-}
-
-struct Scratch {
+struct Copy {  // one output copy of the task's block
   std::vector<float> w;
   std::vector<uint32_t> changed;
-  std::vector<int64_t> ext;  // per row: first x with w != 0, last + 1 (first == last: none)
+  std::vector<int64_t> runs;  // [a0, b0, a1, b1, ...): maximal runs of pixels with w != 0
+  uint32_t skey = 0;
+  uint32_t bad = 0;  // a NaN / infinite feature got noise in this copy
 };
 
 void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& seeds, const carray<float>& std_,
@@ -110,7 +103,7 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
   check_shape(seeds, "seeds", {-1});
   const int64_t N = seeds.shape(0);
   if (B == 0 ? N != 0 : N % B != 0) throw py::value_error("seeds: length must be a multiple of the batch size");
-  if (inplace && N != B) throw py::value_error("inplace needs one output sample per input sample");
+  const int64_t copies = B == 0 ? 0 : N / B;
   check_shape(std_, "std", {N});
   if (weight) check_shape(*weight, "weight", {N, 1, H, W});
   check_shape(table, "table", {(1 << rng::kNormalTableBits) + 1});
@@ -119,7 +112,7 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
   const int64_t rows_per_block = std::max<int64_t>(1, kBlockPixels / std::max<int64_t>(W, 1));
   const int64_t n_blocks = H == 0 ? 0 : (H + rows_per_block - 1) / rows_per_block;
   check_shape(blocks, "blocks", {N, n_blocks});
-  if (inplace && out.data() != features.data()) throw py::value_error("inplace: out must be the features buffer");
+  if (inplace && out.data() != features.data()) throw py::value_error("inplace: out must start with the features");
 
   const float* f = features.data();
   const int64_t* s = seeds.data();
@@ -130,51 +123,66 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
   float* m = mut(mask);
   int32_t* cnt = mut(blocks);
   const int64_t HW = H * W;
-  const SpanFn fn = inplace ? span_fn<true>() : span_fn<false>();
+#ifdef ANOFAST_X86_SIMD
+  const bool avx2 = simd::use_avx2();
+  const std::vector<float> pairs = avx2 ? rng::normal_pairs(tb) : std::vector<float>();
+#endif
   py::gil_scoped_release release;
-  parallel_for(N * n_blocks, num_threads, [&](int64_t task) {
-    static thread_local Scratch sc;
-    const int64_t j = task / n_blocks, y0 = (task % n_blocks) * rows_per_block;
-    const int64_t y1 = std::min(H, y0 + rows_per_block), rows = y1 - y0, npix = rows * W, p0 = y0 * W;
-    sc.w.resize(npix);
-    sc.changed.assign(npix, 0u);
-    sc.ext.resize(2 * rows);
-    float* w = sc.w.data();
-    uint32_t* changed = sc.changed.data();
-    for (int64_t p = 0; p < npix; ++p) w[p] = wt != nullptr ? sd[j] * wt[j * HW + p0 + p] : sd[j];
-    bool any = false;
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t a = 0, b = W;
-      while (a < W && w[r * W + a] == 0.0f) ++a;
-      while (b > a && w[r * W + b - 1] == 0.0f) --b;
-      sc.ext[2 * r] = a;
-      sc.ext[2 * r + 1] = b;
-      any |= b > a;
+  parallel_for(B * n_blocks, num_threads, [&](int64_t task) {
+    static thread_local std::vector<Copy> cps;
+    const int64_t b = task / n_blocks, y0 = (task % n_blocks) * rows_per_block;
+    const int64_t y1 = std::min(H, y0 + rows_per_block), npix = (y1 - y0) * W, p0 = y0 * W;
+    cps.resize(static_cast<size_t>(copies));
+    for (int64_t k = 0; k < copies; ++k) {
+      Copy& cp = cps[k];
+      const int64_t j = k * B + b;
+      cp.w.resize(npix);
+      cp.changed.assign(npix, 0u);
+      cp.runs.clear();
+      float* w = cp.w.data();
+      for (int64_t p = 0; p < npix; ++p) w[p] = wt != nullptr ? sd[j] * wt[j * HW + p0 + p] : sd[j];
+      for (int64_t p = 0; p < npix;) {
+        while (p < npix && w[p] == 0.0f) ++p;
+        const int64_t a = p;
+        while (p < npix && w[p] != 0.0f) ++p;
+        if (p > a) {
+          cp.runs.push_back(a);
+          cp.runs.push_back(p);
+        }
+      }
+      cp.skey = rng::stream_key(rng::sample_key(s[j]), stream);
+      cp.bad = 0;
     }
-    const float* src = f + ((j % B) * C * HW) + p0;
-    float* dst = o + (j * C * HW) + p0;
-    const uint32_t skey = rng::stream_key(rng::sample_key(s[j]), stream);
-    uint32_t bad = 0;
     for (int64_t c = 0; c < C; ++c) {
-      const float* sc_src = src + c * HW;
-      float* sc_dst = dst + c * HW;
-      if (!inplace) std::memcpy(sc_dst, sc_src, static_cast<size_t>(npix) * sizeof(float));
-      if (!any) continue;
+      const float* src = f + (b * C + c) * HW + p0;
       const uint32_t base = static_cast<uint32_t>(c * HW + p0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t a = sc.ext[2 * r], b = sc.ext[2 * r + 1];
-        if (b <= a) continue;
-        const int64_t q = r * W;
-        bad |= fn(sc_dst + q, sc_src + q, w + q, changed + q, tb, skey, base + static_cast<uint32_t>(q), a, b);
+      for (int64_t k = copies - 1; k >= 0; --k) {  // copy 0 last: in place it overwrites `src`
+        Copy& cp = cps[k];
+        float* dst = o + ((k * B + b) * C + c) * HW + p0;
+        if (!(inplace && k == 0)) std::memcpy(dst, src, static_cast<size_t>(npix) * sizeof(float));
+        for (size_t r = 0; r < cp.runs.size(); r += 2) {
+          const int64_t a = cp.runs[r], e = cp.runs[r + 1];
+#ifdef ANOFAST_X86_SIMD
+          if (avx2) {
+            cp.bad |= span_avx2(dst, src, cp.w.data(), cp.changed.data(), tb, pairs.data(), cp.skey, base, a, e);
+            continue;
+          }
+#endif
+          cp.bad |= span(dst, src, cp.w.data(), cp.changed.data(), tb, cp.skey, base, a, e);
+        }
       }
     }
-    int32_t count = 0;
-    float* mrow = m + j * HW + p0;
-    for (int64_t p = 0; p < npix; ++p) {
-      mrow[p] = changed[p] != 0u ? 1.0f : 0.0f;
-      count += static_cast<int32_t>(changed[p] != 0u);
+    for (int64_t k = 0; k < copies; ++k) {
+      const int64_t j = k * B + b;
+      const uint32_t* changed = cps[k].changed.data();
+      int32_t count = 0;
+      float* mrow = m + j * HW + p0;
+      for (int64_t p = 0; p < npix; ++p) {
+        mrow[p] = changed[p] != 0u ? 1.0f : 0.0f;
+        count += static_cast<int32_t>(changed[p] != 0u);
+      }
+      cnt[j * n_blocks + task % n_blocks] = cps[k].bad != 0u ? -1 : count;
     }
-    cnt[task] = bad != 0u ? -1 : count;
   });
 }
 

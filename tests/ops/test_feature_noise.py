@@ -123,8 +123,24 @@ def test_out_buffer(backend):
     assert torch.equal(got[1].cpu(), expected[1])
     with pytest.raises(ValueError, match="out"):
         feature_noise(f, seeds, std, weight, copies=2, out=buf[:2].cpu())
-    with pytest.raises(ValueError, match="share memory"):
-        feature_noise(f, seeds[:2], std[:2], weight[:2], out=f)
+    big = torch.zeros(3, 3, 8, 66)
+    with pytest.raises(ValueError, match="overlaps features"):  # overlapping, but not as out[:B]
+        feature_noise(big[1:3], seeds[:2], std[:2], weight[:2], out=big[:2])
+
+
+@pytest.mark.parametrize("backend", backend_params("feature_noise", include_reference=True))
+@pytest.mark.parametrize("copies", [1, 2, 3])
+def test_out_starting_with_the_features(backend, copies):
+    # features = out[:B]: the duplicated batch in one buffer, copy 0 written in place, bit for bit the same result
+    name, device = backend
+    f, seeds, std, weight = _inputs((2, 3, 9, 37), copies=copies, seed=8, kind="scaled")
+    expected = feature_noise(f, seeds, std, weight, copies=copies, backend="reference")
+    buf = torch.full((2 * copies, 3, 9, 37), 5.0, device=device)
+    buf[:2] = f.to(device)
+    got = feature_noise(buf[:2], seeds.to(device), std.to(device), weight.to(device), copies=copies, out=buf,
+                        backend=name)
+    assert got[0].data_ptr() == buf.data_ptr() and torch.equal(_bits(buf.cpu()), _bits(expected[0]))
+    assert torch.equal(got[1].cpu(), expected[1]) and torch.equal(got[2].cpu(), expected[2])
 
 
 @pytest.mark.parametrize("backend", backend_params("feature_noise", include_reference=True))
@@ -170,13 +186,20 @@ def test_cpp_thread_count_invariant(backend):
 def test_cpp_baseline_copy_matches(backend, monkeypatch):
     # x86-64 builds carry a baseline and an AVX2 copy of the span loop; check the one not picked.
     for inplace in (False, True):
-        f, seeds, std, weight = _inputs((3, 4, 17, 301), seed=7)
+        f, seeds, std, weight = _inputs((3, 4, 17, 301), seed=7, kind="scaled")
         expected = feature_noise(f, seeds, std, weight, backend="reference")
         monkeypatch.setenv("ANOFAST_NO_AVX2", "1")
         got = feature_noise(f.clone(), seeds, std, weight, inplace=inplace, backend="cpp")
         monkeypatch.delenv("ANOFAST_NO_AVX2")
         assert torch.equal(_bits(got[0]), _bits(expected[0]))
         assert torch.equal(got[1], expected[1]) and torch.equal(got[2], expected[2])
+    f, seeds, std, weight = _inputs((3, 4, 17, 301), copies=2, seed=9, kind="none")  # every pixel, long runs
+    expected = feature_noise(f, seeds, std, weight, copies=2, backend="reference")
+    for off in ("1", "0"):
+        monkeypatch.setenv("ANOFAST_NO_AVX2", off)
+        buf = torch.cat((f, f))
+        got = feature_noise(buf[:3], seeds, std, weight, copies=2, out=buf, backend="cpp")
+        assert torch.equal(_bits(buf), _bits(expected[0])) and torch.equal(got[2], expected[2])
 
 
 @pytest.mark.skipif(INTERPRETED, reason="compiles the real kernel; the interpreter replaces it")
@@ -185,7 +208,7 @@ def test_triton_kernel_compiles_for_cuda_without_fma():
 
     sig = {"out_ptr": "*fp32", "mask_ptr": "*fp32", "blocks_ptr": "*i32", "f_ptr": "*fp32", "seeds_ptr": "*i64",
            "std_ptr": "*fp32", "weight_ptr": "*fp32", "table_ptr": "*fp32", "salt": "i32", "B": "i32", "C": "i32",
-           "HW": "i32", "NBLK": "i32"}  # fmt: skip
+           "HW": "i32", "NBLK": "i32", "J0": "i32"}  # fmt: skip
     for has_weight in (False, True):
         for inplace in (False, True):
             const = {"HAS_WEIGHT": has_weight, "INPLACE": inplace, "BLOCK": 256}
@@ -226,3 +249,25 @@ def test_rejects_bad_inputs():
         feature_noise(f, sample_seeds(0, 4), 0.1, copies=2, inplace=True)
     with pytest.raises(ValueError, match="contiguous"):
         feature_noise(f.transpose(2, 3), seeds, std, inplace=True)
+
+
+@pytest.mark.parametrize("backend", backend_params("feature_noise", include_reference=True))
+def test_differentiable_in_the_features(backend):
+    # SimpleNet / SuperSimpleNet train their adaptor through the noisy features: d out / d f = 1 per copy
+    name, device = backend
+    f, seeds, std, weight = _inputs((2, 3, 5, 6), copies=2, seed=3)
+    x = f.to(device).requires_grad_(True)
+    out, mask, count = feature_noise(x, seeds.to(device), std.to(device), weight.to(device), copies=2, backend=name)
+    expected = feature_noise(f, seeds, std, weight, copies=2, backend="reference")
+    assert out.requires_grad and not mask.requires_grad
+    assert torch.equal(_bits(out.detach().cpu()), _bits(expected[0]))
+    coef = torch.arange(out.numel(), dtype=torch.float32).view(out.shape)
+    (out * coef.to(device)).sum().backward()
+    assert torch.equal(x.grad.cpu(), coef[:2] + coef[2:])
+    buf = torch.empty(4, 3, 5, 6, device=device)
+    y = feature_noise(x, seeds.to(device), std.to(device), weight.to(device), copies=2, out=buf, backend=name)[0]
+    assert y.data_ptr() == buf.data_ptr() and y.requires_grad
+    with pytest.raises(ValueError, match="require grad"):
+        feature_noise(x[:1], seeds[:1].to(device), std[:1].to(device), inplace=True, backend=name)
+    with torch.no_grad():
+        feature_noise(x.detach().clone(), seeds[:2].to(device), std[:2].to(device), inplace=True, backend=name)
