@@ -3,8 +3,8 @@
 ``out = f + n * (std * weight)`` with ``n`` the counter-RNG standard normal of (output sample seed,
 ``Stream.FEATURE_NOISE``, element index): one pass over the features, no full-size temporaries. Output sample
 ``j`` of ``N = copies * B`` reads input sample ``j % B`` (SuperSimpleNet's duplicated batch in the same pass);
-with ``inplace=True`` (``copies == 1``) the features are overwritten and only the pixels with a non-zero
-weight are touched.
+with ``inplace=True`` (``copies == 1``) the features are overwritten and the pixels with a zero weight keep
+their bits.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def feature_noise(
         copies: output samples per input sample (SuperSimpleNet duplicates its batch: 2); output ``j`` reads
             input ``j % B``.
         inplace: write into ``features`` (needs ``copies == 1`` and a contiguous tensor); pixels whose weight
-            is 0 are then not even read.
+            is 0 keep their bits (the C++ kernel touches only the runs of non-zero weight).
         out: optional ``(N, C, H, W)`` float32 contiguous buffer to write into (e.g. one reused across training
             steps: a fresh output costs a page fault per 4 KB on first touch, which can dominate on a busy
             machine). It may *start with* the features, ``features = out[:B]`` (SuperSimpleNet's duplicated batch

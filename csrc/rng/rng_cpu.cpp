@@ -3,6 +3,12 @@
 #include "common/hash.h"
 #include "common/parallel.h"
 #include "common/registry.h"
+#include "common/simd.h"
+#ifdef ANOFAST_X86_SIMD
+#include <vector>
+
+#include "common/normal_avx2.h"
+#endif
 
 namespace anofast {
 namespace {
@@ -22,6 +28,15 @@ void rng_uniform_cpu(const carray<int64_t>& seeds, uint32_t stream, carray<float
   });
 }
 
+#ifdef ANOFAST_X86_SIMD
+// row[i] for the whole vectors of [0, n); returns where the scalar tail starts.
+__attribute__((target("avx2"))) int64_t normal_row_avx2(float* row, const float* pairs, uint32_t skey, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(row + i, rng::normal_x8(pairs, skey, static_cast<uint32_t>(i)));
+  return i;
+}
+#endif
+
 void rng_normal_cpu(const carray<int64_t>& seeds, uint32_t stream, const carray<float>& table, carray<float>& out,
                     int num_threads) {
   check_shape(seeds, "seeds", {-1});
@@ -32,11 +47,19 @@ void rng_normal_cpu(const carray<int64_t>& seeds, uint32_t stream, const carray<
   const int64_t* s = seeds.data();
   const float* t = table.data();
   float* o = mut(out);
+#ifdef ANOFAST_X86_SIMD
+  const bool avx2 = simd::use_avx2();
+  const std::vector<float> pairs = avx2 ? rng::normal_pairs(t) : std::vector<float>();
+#endif
   py::gil_scoped_release release;
   parallel_for(batch, num_threads, [&](int64_t b) {
     const uint32_t skey = rng::stream_key(rng::sample_key(s[b]), stream);
     float* row = o + b * n;
-    for (int64_t i = 0; i < n; ++i) row[i] = rng::normal(t, rng::bits(skey, static_cast<uint32_t>(i)));
+    int64_t i = 0;
+#ifdef ANOFAST_X86_SIMD
+    if (avx2) i = normal_row_avx2(row, pairs.data(), skey, n);
+#endif
+    for (; i < n; ++i) row[i] = rng::normal(t, rng::bits(skey, static_cast<uint32_t>(i)));
   });
 }
 

@@ -14,7 +14,8 @@ from anofast.testing import assert_exact_ptx, assert_verbose_equal, backend_para
 
 INTERPRETED = triton_interpreted()
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 5), (3, 5, 13, 9)]
-CPP_SHAPES = SHAPES + [(2, 4, 70, 65), (1, 2, 3, 4100)]  # several row blocks; a row wider than a block
+CPP_SHAPES = SHAPES + [(2, 4, 70, 65), (1, 2, 3, 4100), (3, 4, 70, 64)]  # several row blocks; a row wider
+# than a block; whole vectors per block (the AVX2 copy streams new copies out)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
