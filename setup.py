@@ -39,6 +39,7 @@ if not NO_EXTENSION:
         Pybind11Extension(
             "anofast._C",
             sources=sorted(glob.glob("csrc/**/*.cpp", recursive=True)),
+            depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),  # a changed header rebuilds the extension
             include_dirs=["csrc"],
             cxx_std=17,
             extra_compile_args=cflags,
