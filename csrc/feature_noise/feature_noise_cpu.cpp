@@ -62,38 +62,35 @@ inline uint32_t span(float* io, const float* src, const float* w, uint32_t* chan
 }
 
 #ifdef ANOFAST_X86_SIMD
-// The same as span, 8 pixels at a time with AVX2 (rng::normal_x8); the last, partial vector is masked (its loads
-// and stores touch no pixel at or beyond x1).
+// The same as span, 8 pixels at a time with AVX2 (rng::normal_x8). The last vector of a segment is a whole one
+// whose lanes at or beyond x1 keep the value they read (masked stores are slow on some CPUs): that is exact as
+// long as it stays below `xmax` (the end of the task's pixels), because pixels beyond x1 are either never
+// computed or computed later, from `src`; a vector that would cross xmax is left to span.
 __attribute__((target("avx2"))) uint32_t span_avx2(float* io, const float* src, const float* w, uint32_t* changed,
-                                                    const float* pairs, uint32_t skey, uint32_t counter0, int64_t x0,
-                                                    int64_t x1) {
+                                                    const float* table, const float* pairs, uint32_t skey,
+                                                    uint32_t counter0, int64_t x0, int64_t x1, int64_t xmax) {
   const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
   const __m256i expo = _mm256_set1_epi32(0x7f800000), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256i bad = zero;
-  for (int64_t x = x0; x < x1; x += 8) {
-    const bool full = x + 8 <= x1;
-    const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(full ? 8 : x1 - x)), lane);
-    const __m256 fv = full ? _mm256_loadu_ps(src + x) : _mm256_maskload_ps(src + x, in);
-    const __m256 wv = full ? _mm256_loadu_ps(w + x) : _mm256_maskload_ps(w + x, in);
+  int64_t x = x0;
+  for (; x < x1 && x + 8 <= xmax; x += 8) {
+    const __m256 fv = _mm256_loadu_ps(src + x);
+    const __m256 wv = _mm256_loadu_ps(w + x);
     const __m256 n = rng::normal_x8(pairs, skey, counter0 + static_cast<uint32_t>(x));
     const __m256i fb = _mm256_castps_si256(fv);
-    const __m256i keep = _mm256_cmpeq_epi32(_mm256_slli_epi32(_mm256_castps_si256(wv), 1), zero);
+    const __m256i beyond = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(static_cast<int>(x1 - x - 1)));
+    const __m256i keep = _mm256_or_si256(_mm256_cmpeq_epi32(_mm256_slli_epi32(_mm256_castps_si256(wv), 1), zero),
+                                         beyond);
     const __m256i ob = _mm256_blendv_epi8(_mm256_castps_si256(_mm256_add_ps(fv, _mm256_mul_ps(n, wv))), fb, keep);
-    const __m256i diff = _mm256_andnot_si256(_mm256_cmpeq_epi32(ob, fb), one);
+    _mm256_storeu_ps(io + x, _mm256_castsi256_ps(ob));
     auto* ch = reinterpret_cast<__m256i*>(changed + x);
-    if (full) {
-      _mm256_storeu_ps(io + x, _mm256_castsi256_ps(ob));
-      _mm256_storeu_si256(ch, _mm256_or_si256(_mm256_loadu_si256(ch), diff));
-    } else {
-      _mm256_maskstore_ps(io + x, in, _mm256_castsi256_ps(ob));
-      const auto* chi = reinterpret_cast<int*>(changed + x);
-      _mm256_maskstore_epi32(reinterpret_cast<int*>(changed + x), in,
-                             _mm256_or_si256(_mm256_maskload_epi32(chi, in), diff));
-    }
-    bad = _mm256_or_si256(bad, _mm256_and_si256(in, _mm256_andnot_si256(
-                                                        keep, _mm256_cmpeq_epi32(_mm256_and_si256(fb, expo), expo))));
+    _mm256_storeu_si256(ch, _mm256_or_si256(_mm256_loadu_si256(ch),
+                                            _mm256_andnot_si256(_mm256_cmpeq_epi32(ob, fb), one)));
+    bad = _mm256_or_si256(bad, _mm256_andnot_si256(keep, _mm256_cmpeq_epi32(_mm256_and_si256(fb, expo), expo)));
   }
-  return _mm256_testz_si256(bad, bad) ? 0u : 1u;
+  uint32_t out = _mm256_testz_si256(bad, bad) ? 0u : 1u;
+  if (x < x1) out |= span(io, src, w, changed, table, skey, counter0, x, x1);
+  return out;
 }
 #endif
 
@@ -209,8 +206,8 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
         if (avx2 && !in_place && stream_ok(dst, npix)) {
           std::memcpy(row.data(), src, static_cast<size_t>(npix) * sizeof(float));
           for (size_t r = 0; r < cp.runs.size(); r += 2) {
-            cp.bad |= span_avx2(row.data(), src, cp.w.data(), cp.changed.data(), pairs.data(), cp.skey, base,
-                                cp.runs[r], cp.runs[r + 1]);
+            cp.bad |= span_avx2(row.data(), src, cp.w.data(), cp.changed.data(), tb, pairs.data(), cp.skey, base,
+                                cp.runs[r], cp.runs[r + 1], npix);
           }
           stream_copy(dst, row.data(), npix);
           continue;
@@ -221,7 +218,7 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
           const int64_t a = cp.runs[r], e = cp.runs[r + 1];
 #ifdef ANOFAST_X86_SIMD
           if (avx2) {
-            cp.bad |= span_avx2(dst, src, cp.w.data(), cp.changed.data(), pairs.data(), cp.skey, base, a, e);
+            cp.bad |= span_avx2(dst, src, cp.w.data(), cp.changed.data(), tb, pairs.data(), cp.skey, base, a, e, npix);
             continue;
           }
 #endif
