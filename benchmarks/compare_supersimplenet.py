@@ -2,7 +2,8 @@
 
 Runs in the peer environment (``benchmarks/peers/setup_anomalib.sh`` creates it)::
 
-    .venv-peers/bin/python benchmarks/compare_supersimplenet.py [--rounds 3] [--threads 2] [--json PATH]
+    .venv-peers/bin/python benchmarks/compare_supersimplenet.py [--rounds 3] [--threads 2] [--json PATH] \
+        [--anofast-python python] [--impls anomalib,anofast,...] [--peer-json EARLIER.json]
 
 Both get the same (32, 1536, 64, 64) float32 adapted features (SuperSimpleNet's default: 256² input, 1536 dims,
 feature grid 64²), empty real-anomaly masks and zero labels, and both return the duplicated batch of 64 noisy
@@ -125,6 +126,9 @@ def main() -> None:
     ap.add_argument("--impls", default=",".join(IMPLS), help=f"subset of {','.join(IMPLS)}")
     ap.add_argument("--json", type=Path, help="write {metadata, results} here")
     ap.add_argument("--peer-json", type=Path, help="take the anomalib row from this earlier --json (not re-run)")
+    ap.add_argument("--anofast-python", help="interpreter for the anofast rows (default: this one). anofast's own "
+                    "environment has the CPU build of torch, whose import takes ~0.2 GiB of RSS where the peer "
+                    "environment's CUDA build takes ~0.5 GiB: this changes the peak-memory ratio, not the work")
     ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -135,9 +139,13 @@ def main() -> None:
     if args.peer_json:
         results["anomalib"] = json.loads(args.peer_json.read_text())["results"]["anomalib"]
     for impl in args.impls.split(","):
-        cmd = [sys.executable, __file__, "--worker", impl, "--rounds", str(args.rounds), "--threads", str(args.threads)]
+        python = sys.executable if impl == "anomalib" else (args.anofast_python or sys.executable)
+        cmd = [python, __file__, "--worker", impl, "--rounds", str(args.rounds), "--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["python"] = python
+        r["torch"] = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                                    text=True).stdout.strip()
         r["median_s"] = statistics.median(r["seconds"])
         r["images_per_s"] = SHAPE[0] / r["median_s"]
         results[impl] = r

@@ -38,11 +38,9 @@ __attribute__((target("avx2"))) inline __m256i hash32_x8(__m256i x) {
   return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
 }
 
-// rng::normal(table, rng::bits(skey, counter0 + k)) for k = 0..7; `pairs` from normal_pairs(table).
-__attribute__((target("avx2"))) inline __m256 normal_x8(const float* pairs, uint32_t skey, uint32_t counter0) {
+// rng::normal(table, rng::bits(skey, c[k])) for the 8 counters of `c`; `pairs` from normal_pairs(table).
+__attribute__((target("avx2"))) inline __m256 normal_x8_at(const float* pairs, uint32_t skey, __m256i c) {
   const __m256i key = _mm256_set1_epi32(static_cast<int>(skey));
-  const __m256i c = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(counter0)),
-                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256i b = hash32_x8(_mm256_add_epi32(hash32_x8(_mm256_xor_si256(c, key)), key));
   const __m256i i = _mm256_srli_epi32(b, 32 - kNormalTableBits);
   const __m256i low = _mm256_and_si256(b, _mm256_set1_epi32((1 << (32 - kNormalTableBits)) - 1));
@@ -55,6 +53,13 @@ __attribute__((target("avx2"))) inline __m256 normal_x8(const float* pairs, uint
   const __m256 lo = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(g0, g1, 0x88)), 0xD8));
   const __m256 d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(g0, g1, 0xDD)), 0xD8));
   return _mm256_add_ps(lo, _mm256_mul_ps(d, f));
+}
+
+// rng::normal(table, rng::bits(skey, counter0 + k)) for k = 0..7.
+__attribute__((target("avx2"))) inline __m256 normal_x8(const float* pairs, uint32_t skey, uint32_t counter0) {
+  return normal_x8_at(pairs, skey,
+                      _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(counter0)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 }
 
 }  // namespace anofast::rng

@@ -1,8 +1,8 @@
 // mirrors anofast/reference/feature_noise.py: binding of feature_noise_cpu.
 // One task = one input sample x one block of whole rows (about 4096 pixels), for every copy of that sample: channel
-// by channel, the block's rows are read once and written to each copy, and only the runs of pixels with a non-zero
-// weight are computed (the rest is copied, or left alone in place). Every element is computed by exactly one task,
-// so the result does not depend on the thread count.
+// by channel, the block's rows are read once and written to each copy, and only the pixels with a non-zero weight
+// (listed once per task) are computed (the rest is copied, or left alone in place). Every element is computed by
+// exactly one task, so the result does not depend on the thread count.
 //
 // `inplace`: the first B output samples are the features themselves (copy 0 is written in place; copies >= 1 are
 // written first, from the unmodified values, channel by channel).
@@ -28,7 +28,6 @@ namespace anofast {
 namespace {
 
 constexpr int64_t kBlockPixels = 4096;  // mirrored by anofast/ops/feature_noise.py::_cpp_blocks
-constexpr int64_t kGap = 8;  // zero-weight gaps shorter than one AVX2 vector are computed through (and kept)
 
 inline uint32_t float_bits(float v) {
   uint32_t u;
@@ -42,55 +41,58 @@ inline float bits_float(uint32_t u) {
   return v;
 }
 
-// Pixels [x0, x1): out = f + n * w where w != 0, f elsewhere; ORs "bits changed" into `changed` and returns
-// nonzero if a feature read where w != 0 is NaN or infinite. `src` may equal `io` (in place).
-inline uint32_t span(float* io, const float* src, const float* w, uint32_t* changed, const float* table,
-                     uint32_t skey, uint32_t counter0, int64_t x0, int64_t x1) {
+// The noisy pixels of one channel of one copy: io[pos[i]] = src[pos[i]] + n * wc[i] for i < npos (every wc[i]
+// is non-zero), n the normal of counter base + pos[i]; ORs "bits changed" into chc[i] and returns nonzero if a
+// feature read is NaN or infinite. `src` may equal `io` (in place).
+uint32_t noise_at(float* io, const float* src, const int32_t* pos, const float* wc, uint32_t* chc, int64_t npos,
+                  const float* table, uint32_t skey, uint32_t base) {
   uint32_t bad = 0;
-  for (int64_t x = x0; x < x1; ++x) {
-    const float fv = src[x];
-    const float wv = w[x];
-    const float n = rng::normal(table, rng::bits(skey, counter0 + static_cast<uint32_t>(x)));
-    const uint32_t fb = float_bits(fv);
-    const uint32_t keep = (float_bits(wv) << 1) == 0u ? ~0u : 0u;  // w == +-0: the feature stays as it is
-    const uint32_t ob = (float_bits(fv + n * wv) & ~keep) | (fb & keep);
-    io[x] = bits_float(ob);
-    changed[x] |= ob != fb ? 1u : 0u;
-    bad |= ~keep & ((fb & 0x7f800000u) == 0x7f800000u ? 1u : 0u);  // NaN or +-inf where noise is added
+  for (int64_t i = 0; i < npos; ++i) {
+    const int32_t p = pos[i];
+    const float fv = src[p];
+    const float n = rng::normal(table, rng::bits(skey, base + static_cast<uint32_t>(p)));
+    const uint32_t fb = float_bits(fv), ob = float_bits(fv + n * wc[i]);
+    io[p] = bits_float(ob);
+    chc[i] |= ob != fb ? 1u : 0u;
+    bad |= (fb & 0x7f800000u) == 0x7f800000u ? 1u : 0u;  // NaN or +-inf where noise is added
   }
   return bad;
 }
 
 #ifdef ANOFAST_X86_SIMD
-// The same as span, 8 pixels at a time with AVX2 (rng::normal_x8). The last vector of a segment is a whole one
-// whose lanes at or beyond x1 keep the value they read (masked stores are slow on some CPUs): that is exact as
-// long as it stays below `xmax` (the end of the task's pixels), because pixels beyond x1 are either never
-// computed or computed later, from `src`; a vector that would cross xmax is left to span.
-__attribute__((target("avx2"))) uint32_t span_avx2(float* io, const float* src, const float* w, uint32_t* changed,
-                                                    const float* table, const float* pairs, uint32_t skey,
-                                                    uint32_t counter0, int64_t x0, int64_t x1, int64_t xmax) {
-  const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-  const __m256i expo = _mm256_set1_epi32(0x7f800000), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  __m256i bad = zero;
-  int64_t x = x0;
-  for (; x < x1 && x + 8 <= xmax; x += 8) {
-    const __m256 fv = _mm256_loadu_ps(src + x);
-    const __m256 wv = _mm256_loadu_ps(w + x);
-    const __m256 n = rng::normal_x8(pairs, skey, counter0 + static_cast<uint32_t>(x));
-    const __m256i fb = _mm256_castps_si256(fv);
-    const __m256i beyond = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(static_cast<int>(x1 - x - 1)));
-    const __m256i keep = _mm256_or_si256(_mm256_cmpeq_epi32(_mm256_slli_epi32(_mm256_castps_si256(wv), 1), zero),
-                                         beyond);
-    const __m256i ob = _mm256_blendv_epi8(_mm256_castps_si256(_mm256_add_ps(fv, _mm256_mul_ps(n, wv))), fb, keep);
-    _mm256_storeu_ps(io + x, _mm256_castsi256_ps(ob));
-    auto* ch = reinterpret_cast<__m256i*>(changed + x);
+// noise_at, 8 positions at a time with AVX2 (rng::normal_x8_at): a gather when the 8 positions are not
+// consecutive, else plain loads and stores. `pos`, `wc` and `chc` are padded to a multiple of 8 (pos with a
+// valid position); padding lanes are computed but neither stored nor counted.
+__attribute__((target("avx2"))) uint32_t noise_at_avx2(float* io, const float* src, const int32_t* pos,
+                                                        const float* wc, uint32_t* chc, int64_t npos,
+                                                        const float* pairs, uint32_t skey, uint32_t base) {
+  const __m256i one = _mm256_set1_epi32(1), expo = _mm256_set1_epi32(0x7f800000);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), vbase = _mm256_set1_epi32(static_cast<int>(base));
+  __m256i bad = _mm256_setzero_si256();
+  alignas(32) float res[8];
+  for (int64_t i = 0; i < npos; i += 8) {
+    const int64_t nv = npos - i < 8 ? npos - i : 8;
+    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nv)), lane);
+    const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pos + i));
+    const int32_t p0 = pos[i];
+    const bool run = nv == 8 && _mm256_movemask_epi8(_mm256_cmpeq_epi32(
+                                    pv, _mm256_add_epi32(_mm256_set1_epi32(p0), lane))) == -1;
+    const __m256 fv = run ? _mm256_loadu_ps(src + p0) : _mm256_i32gather_ps(src, pv, 4);
+    const __m256 n = rng::normal_x8_at(pairs, skey, _mm256_add_epi32(vbase, pv));
+    const __m256 ov = _mm256_add_ps(fv, _mm256_mul_ps(n, _mm256_loadu_ps(wc + i)));
+    const __m256i fb = _mm256_castps_si256(fv), ob = _mm256_castps_si256(ov);
+    auto* ch = reinterpret_cast<__m256i*>(chc + i);
     _mm256_storeu_si256(ch, _mm256_or_si256(_mm256_loadu_si256(ch),
-                                            _mm256_andnot_si256(_mm256_cmpeq_epi32(ob, fb), one)));
-    bad = _mm256_or_si256(bad, _mm256_andnot_si256(keep, _mm256_cmpeq_epi32(_mm256_and_si256(fb, expo), expo)));
+                                            _mm256_and_si256(valid, _mm256_andnot_si256(_mm256_cmpeq_epi32(ob, fb), one))));
+    bad = _mm256_or_si256(bad, _mm256_and_si256(valid, _mm256_cmpeq_epi32(_mm256_and_si256(fb, expo), expo)));
+    if (run) {
+      _mm256_storeu_ps(io + p0, ov);
+    } else {
+      _mm256_store_ps(res, ov);
+      for (int64_t l = 0; l < nv; ++l) io[pos[i + l]] = res[l];
+    }
   }
-  uint32_t out = _mm256_testz_si256(bad, bad) ? 0u : 1u;
-  if (x < x1) out |= span(io, src, w, changed, table, skey, counter0, x, x1);
-  return out;
+  return _mm256_testz_si256(bad, bad) ? 0u : 1u;
 }
 #endif
 
@@ -119,11 +121,10 @@ struct AlignedAlloc {
 };
 
 struct Copy {  // one output copy of the task's block
-  std::vector<float> w;
-  std::vector<uint32_t> changed;
-  // [a0, b0, a1, b1, ...): the runs of pixels with w != 0, merged across gaps of fewer than kGap pixels (a
-  // segment may hold zero weights: the span functions leave those pixels as they are)
-  std::vector<int64_t> runs;
+  std::vector<int32_t> pos;  // pixels (in the block) with a non-zero weight, ascending; padded to a multiple of 8
+  std::vector<float> wc;     // their weights (padding: 0)
+  std::vector<uint32_t> chc;  // whether any channel's bits changed there
+  int64_t npos = 0;
   uint32_t skey = 0;
   uint32_t bad = 0;  // a NaN / infinite feature got noise in this copy
 };
@@ -172,24 +173,21 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
     for (int64_t k = 0; k < copies; ++k) {
       Copy& cp = cps[k];
       const int64_t j = k * B + b;
-      cp.w.resize(npix);
-      cp.changed.assign(npix, 0u);
-      cp.runs.clear();
-      float* w = cp.w.data();
-      for (int64_t p = 0; p < npix; ++p) w[p] = wt != nullptr ? sd[j] * wt[j * HW + p0 + p] : sd[j];
-      for (int64_t p = 0; p < npix;) {
-        while (p < npix && w[p] == 0.0f) ++p;
-        const int64_t a = p;
-        while (p < npix && w[p] != 0.0f) ++p;
-        if (p > a) {
-          if (!cp.runs.empty() && a - cp.runs.back() < kGap) {
-            cp.runs.back() = p;
-          } else {
-            cp.runs.push_back(a);
-            cp.runs.push_back(p);
-          }
+      cp.pos.clear();
+      cp.wc.clear();
+      for (int64_t p = 0; p < npix; ++p) {
+        const float wv = wt != nullptr ? sd[j] * wt[j * HW + p0 + p] : sd[j];
+        if (wv != 0.0f) {
+          cp.pos.push_back(static_cast<int32_t>(p));
+          cp.wc.push_back(wv);
         }
       }
+      cp.npos = static_cast<int64_t>(cp.pos.size());
+      while (cp.pos.size() % 8 != 0) {
+        cp.pos.push_back(cp.pos.back());
+        cp.wc.push_back(0.0f);
+      }
+      cp.chc.assign(cp.pos.size(), 0u);
       cp.skey = rng::stream_key(rng::sample_key(s[j]), stream);
       cp.bad = 0;
     }
@@ -201,44 +199,38 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
         float* dst = o + ((k * B + b) * C + c) * HW + p0;
         const bool in_place = inplace && k == 0;
 #ifdef ANOFAST_X86_SIMD
-        // A new copy is assembled in the (cache-resident) scratch row and streamed out with non-temporal
-        // stores: the output lines are not read first (the copy is ~1/3 less memory traffic).
-        if (avx2 && !in_place && stream_ok(dst, npix)) {
-          std::memcpy(row.data(), src, static_cast<size_t>(npix) * sizeof(float));
-          for (size_t r = 0; r < cp.runs.size(); r += 2) {
-            cp.bad |= span_avx2(row.data(), src, cp.w.data(), cp.changed.data(), tb, pairs.data(), cp.skey, base,
-                                cp.runs[r], cp.runs[r + 1], npix);
-          }
-          stream_copy(dst, row.data(), npix);
+        if (avx2) {
+          // A new copy is assembled in the (cache-resident) scratch row and streamed out with non-temporal
+          // stores: the output lines are not read first (the copy is ~1/3 less memory traffic).
+          const bool stream = !in_place && stream_ok(dst, npix);
+          float* io = in_place ? dst : (stream ? row.data() : dst);
+          if (!in_place) std::memcpy(io, src, static_cast<size_t>(npix) * sizeof(float));
+          cp.bad |= noise_at_avx2(io, src, cp.pos.data(), cp.wc.data(), cp.chc.data(), cp.npos, pairs.data(),
+                                  cp.skey, base);
+          if (stream) stream_copy(dst, row.data(), npix);
           continue;
         }
 #endif
         if (!in_place) std::memcpy(dst, src, static_cast<size_t>(npix) * sizeof(float));
-        for (size_t r = 0; r < cp.runs.size(); r += 2) {
-          const int64_t a = cp.runs[r], e = cp.runs[r + 1];
-#ifdef ANOFAST_X86_SIMD
-          if (avx2) {
-            cp.bad |= span_avx2(dst, src, cp.w.data(), cp.changed.data(), tb, pairs.data(), cp.skey, base, a, e, npix);
-            continue;
-          }
-#endif
-          cp.bad |= span(dst, src, cp.w.data(), cp.changed.data(), tb, cp.skey, base, a, e);
-        }
+        cp.bad |= noise_at(dst, src, cp.pos.data(), cp.wc.data(), cp.chc.data(), cp.npos, tb, cp.skey, base);
       }
     }
 #ifdef ANOFAST_X86_SIMD
     if (avx2) _mm_sfence();  // the streamed stores are visible before the task ends
 #endif
     for (int64_t k = 0; k < copies; ++k) {
+      const Copy& cp = cps[k];
       const int64_t j = k * B + b;
-      const uint32_t* changed = cps[k].changed.data();
-      int32_t count = 0;
       float* mrow = m + j * HW + p0;
-      for (int64_t p = 0; p < npix; ++p) {
-        mrow[p] = changed[p] != 0u ? 1.0f : 0.0f;
-        count += static_cast<int32_t>(changed[p] != 0u);
+      std::memset(mrow, 0, static_cast<size_t>(npix) * sizeof(float));
+      int32_t count = 0;
+      for (int64_t i = 0; i < cp.npos; ++i) {
+        if (cp.chc[i] != 0u) {
+          mrow[cp.pos[i]] = 1.0f;
+          ++count;
+        }
       }
-      cnt[j * n_blocks + task % n_blocks] = cps[k].bad != 0u ? -1 : count;
+      cnt[j * n_blocks + task % n_blocks] = cp.bad != 0u ? -1 : count;
     }
   });
 }
