@@ -1,5 +1,5 @@
 """anofast.integrations.anomalib: anomalib 2.x's PerlinAnomalyGenerator contract, and statistics against anomalib's
-own class where anomalib is installed (run with /work/main/.venv-peers/bin/python -m pytest this_file)."""
+own class where anomalib is installed (from the repository root: .venv-peers/bin/python -m pytest this_file)."""
 
 from __future__ import annotations
 
