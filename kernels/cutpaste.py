@@ -63,6 +63,25 @@ def _hue(r, g, b, hue6):
 
 
 @triton.jit
+def _sample(ints_ptr, floats_ptr, b):
+    """Sample ``b``'s ints and floats rows, and its crop: top, left, height, width."""
+    ip = ints_ptr + b * _NI
+    return ip, floats_ptr + b * _NF, tl.load(ip + 0), tl.load(ip + 1), tl.load(ip + 2), tl.load(ip + 3)
+
+
+@triton.jit
+def _load_rgb(p, plane, mask, C: tl.constexpr):
+    """The C channels at ``p`` (planes ``plane`` elements apart) as r, g, b; a single channel stands for all three."""
+    r = tl.load(p, mask=mask, other=0.0)
+    g = r
+    b = r
+    if C == 3:
+        g = tl.load(p + plane, mask=mask, other=0.0)
+        b = tl.load(p + 2 * plane, mask=mask, other=0.0)
+    return r, g, b
+
+
+@triton.jit
 def _jitter_op(op, r, g, b, fp, contrast_add, C: tl.constexpr):
     """One jitter op (id ``op``, a scalar) on the channel vectors; ``fp`` points at the sample's floats row."""
     fb = tl.load(fp + 8)
@@ -100,12 +119,7 @@ def _contrast_kernel(
     BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    ip = ints_ptr + b * _NI
-    fp = floats_ptr + b * _NF
-    sy = tl.load(ip + 0)
-    sx = tl.load(ip + 1)
-    ch = tl.load(ip + 2)
-    cw = tl.load(ip + 3)
+    ip, fp, sy, sx, ch, cw = _sample(ints_ptr, floats_ptr, b)
     used = (tl.load(ip + 6) > 0) & (tl.load(ip + 7) > 0)
     n = tl.where(used, ch * cw, 0)
     base = b * C * H * W
@@ -117,12 +131,7 @@ def _contrast_kernel(
         y = sy + k // cw  # integer division: exact
         x = sx + k % cw
         offs = base + y.to(tl.int64) * W + x
-        r = tl.load(img_ptr + offs, mask=live, other=0.0)
-        g = r
-        bb = r
-        if C == 3:
-            g = tl.load(img_ptr + offs + plane, mask=live, other=0.0)
-            bb = tl.load(img_ptr + offs + 2 * plane, mask=live, other=0.0)
+        r, g, bb = _load_rgb(img_ptr + offs, plane, live, C)
         active = live
         for j in tl.static_range(4):
             op = tl.load(ip + 8 + j)
@@ -157,12 +166,7 @@ def _cutpaste_kernel(
     row = tl.program_id(0).to(tl.int64)  # b*H + y
     b = row // H
     y = row % H
-    ip = ints_ptr + b * _NI
-    fp = floats_ptr + b * _NF
-    sy = tl.load(ip + 0)
-    sx = tl.load(ip + 1)
-    ch = tl.load(ip + 2)
-    cw = tl.load(ip + 3)
+    ip, fp, sy, sx, ch, cw = _sample(ints_ptr, floats_ptr, b)
     dy = tl.load(ip + 4)
     dx = tl.load(ip + 5)
     bh = tl.load(ip + 6)
@@ -186,12 +190,7 @@ def _cutpaste_kernel(
         x = x0 + tl.arange(0, BLOCK_W)
         in_row = x < W
         offs = base + y * W + x
-        i0 = tl.load(img_ptr + offs, mask=in_row, other=0.0)
-        i1 = i0
-        i2 = i0
-        if C == 3:
-            i1 = tl.load(img_ptr + offs + plane, mask=in_row, other=0.0)
-            i2 = tl.load(img_ptr + offs + 2 * plane, mask=in_row, other=0.0)
+        i0, i1, i2 = _load_rgb(img_ptr + offs, plane, in_row, C)
         ok = (i0 >= 0.0) & (i0 <= 1.0) & (i1 >= 0.0) & (i1 <= 1.0) & (i2 >= 0.0) & (i2 <= 1.0)
         bad += tl.sum((in_row & ~ok).to(tl.int32), axis=0)
         u = (x - dx).to(tl.float32) + off_u
@@ -204,12 +203,7 @@ def _cutpaste_kernel(
         ix = sx + tl.where(inside, srcx, 0.0).to(tl.int32)
         iy = sy + tl.where(inside, srcy, 0.0).to(tl.int32)
         soffs = base + iy.to(tl.int64) * W + ix
-        r = tl.load(img_ptr + soffs, mask=inside, other=0.0)
-        g = r
-        bb = r
-        if C == 3:
-            g = tl.load(img_ptr + soffs + plane, mask=inside, other=0.0)
-            bb = tl.load(img_ptr + soffs + 2 * plane, mask=inside, other=0.0)
+        r, g, bb = _load_rgb(img_ptr + soffs, plane, inside, C)
         for j in tl.static_range(4):
             r, g, bb = _jitter_op(tl.load(ip + 8 + j), r, g, bb, fp, cadd, C)
         o0 = tl.where(inside, r, i0)

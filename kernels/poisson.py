@@ -20,30 +20,56 @@ MAJORITY = tl.constexpr(_ref.MAJORITY)
 
 
 @triton.jit
+def _tile(t, n, w, BLOCK: tl.constexpr):
+    """The tile of flat indices ``t .. t + BLOCK`` of a row-major ``n``-cell grid ``w`` wide: row, column, in range."""
+    idx = t + tl.arange(0, BLOCK)
+    return idx // w, idx % w, idx < n
+
+
+@triton.jit
+def _level(tab_ptr, l, h, w):
+    """Level ``l``'s workspace offset and row stride, and the patch's extents ``ceil(h / 2**l)``, ``ceil(w / 2**l)``."""
+    off = tl.load(tab_ptr + 3 * l)
+    st = tl.load(tab_ptr + 3 * l + 2)
+    return off, st, (h + (1 << l) - 1) >> l, (w + (1 << l) - 1) >> l
+
+
+@triton.jit
+def _active(m_ptr, a, mask):
+    """``mask`` narrowed to the cells ``a`` whose domain byte is set."""
+    return mask & (tl.load(m_ptr + a, mask=mask, other=0) != 0)
+
+
+@triton.jit
+def _neighbours(x_ptr, a, stride, mask):
+    """Sum of the 4-neighbours of the cells ``a``, as (up + down) + (left + right)."""
+    up = tl.load(x_ptr + a - stride, mask=mask, other=0.0)
+    dn = tl.load(x_ptr + a + stride, mask=mask, other=0.0)
+    lf = tl.load(x_ptr + a - 1, mask=mask, other=0.0)
+    return (up + dn) + (lf + tl.load(x_ptr + a + 1, mask=mask, other=0.0))
+
+
+@triton.jit
 def _smooth(x_ptr, b_ptr, m_ptr, off, stride, hl, wl, sweeps, BLOCK: tl.constexpr):
     n = hl * wl
     for _s in range(0, sweeps):
         for colour in range(0, 2):
             for t in range(0, n, BLOCK):
-                idx = t + tl.arange(0, BLOCK)
-                i = idx // wl
-                j = idx % wl
+                i, j, ok = _tile(t, n, wl, BLOCK)
                 a = off + i * stride + j
-                act = (idx < n) & (((i + j) & 1) == colour)
-                act = act & (tl.load(m_ptr + a, mask=act, other=0) != 0)
-                vu = tl.load(x_ptr + a - stride, mask=act, other=0.0)
-                vd = tl.load(x_ptr + a + stride, mask=act, other=0.0)
-                vl = tl.load(x_ptr + a - 1, mask=act, other=0.0)
-                s = (vu + vd) + (vl + tl.load(x_ptr + a + 1, mask=act, other=0.0))
+                act = _active(m_ptr, a, ok & (((i + j) & 1) == colour))
+                s = _neighbours(x_ptr, a, stride, act)
                 v = (tl.load(b_ptr + a, mask=act, other=0.0) + s) * 0.25
                 tl.store(x_ptr + a, v, mask=act)
             tl.debug_barrier()
 
 
 @triton.jit
-def _edge(sp, sq, dp, dq, mixed):
-    s = sp - sq
-    d = dp - dq
+def _edge(src, img, a, g, da, dg, sp, dp, act, mixed):
+    """Guidance toward one neighbour (``src + a + da`` in the source patch, ``img + g + dg`` on the canvas): the
+    source difference, or in mixed mode the destination difference unless the source one is larger in magnitude."""
+    s = sp - tl.load(src + a + da, mask=act, other=0.0)
+    d = dp - tl.load(img + g + dg, mask=act, other=0.0)
     return tl.where(mixed & ~(tl.abs(s) > tl.abs(d)), d, s)
 
 
@@ -98,30 +124,18 @@ def _poisson_kernel(
         wc = wc_ptr + pb * HP * WP
         # level domains: region inside the box minus its border; a coarse cell is active iff its 2x2 children are
         for t in range(0, n, BLOCK):
-            idx = t + tl.arange(0, BLOCK)
-            i = idx // w
-            j = idx % w
-            ok = idx < n
+            i, j, ok = _tile(t, n, w, BLOCK)
             act = (i >= 1) & (i <= h - 2) & (j >= 1) & (j <= w - 2)
             if HAS_REGION:
                 act = act & (tl.load(region_ptr + pb * H * W + (y0 + i) * W + x0 + j, mask=ok, other=0) != 0)
             tl.store(wm + i * WP + j, act.to(tl.uint8), mask=ok)
         tl.debug_barrier()
         for l in range(1, L):
-            foff = tl.load(tab_ptr + 3 * l - 3)
-            fst = tl.load(tab_ptr + 3 * l - 1)
-            off = tl.load(tab_ptr + 3 * l)
-            st = tl.load(tab_ptr + 3 * l + 2)
-            hf = (h + (1 << (l - 1)) - 1) >> (l - 1)
-            wf = (w + (1 << (l - 1)) - 1) >> (l - 1)
-            hl = (hf + 1) >> 1
-            wl = (wf + 1) >> 1
+            foff, fst, hf, wf = _level(tab_ptr, l - 1, h, w)
+            off, st, hl, wl = _level(tab_ptr, l, h, w)
             nl = hl * wl
             for t in range(0, nl, BLOCK):
-                idx = t + tl.arange(0, BLOCK)
-                i = idx // wl
-                j = idx % wl
-                ok = idx < nl
+                i, j, ok = _tile(t, nl, wl, BLOCK)
                 fa = foff + 2 * i * fst + 2 * j
                 inb = ok & (2 * i + 1 < hf) & (2 * j + 1 < wf)
                 act = (tl.load(wm + fa, mask=inb, other=0) != 0) & (tl.load(wm + fa + 1, mask=inb, other=0) != 0)
@@ -138,10 +152,7 @@ def _poisson_kernel(
         scy = tl.load(scale_ptr + 2 * pb)
         scx = tl.load(scale_ptr + 2 * pb + 1)
         for t in range(0, n, BLOCK):
-            idx = t + tl.arange(0, BLOCK)
-            i = idx // w
-            j = idx % w
-            ok = idx < n
+            i, j, ok = _tile(t, n, w, BLOCK)
             fy = (i.to(tl.float32) + 0.5) * scy - 0.5
             fy = tl.where(fy > 0.0, fy, 0.0)
             iy = tl.minimum(fy.to(tl.int32), ytop)
@@ -172,59 +183,38 @@ def _poisson_kernel(
             wd = wd_ptr + (pb * C + c) * HP * WP
             # level 0: destination, guidance field and start value
             for t in range(0, n, BLOCK):
-                idx = t + tl.arange(0, BLOCK)
-                i = idx // w
-                j = idx % w
-                ok = idx < n
+                i, j, ok = _tile(t, n, w, BLOCK)
                 a = i * WP + j
                 g = (y0 + i) * W + x0 + j
                 d = tl.load(img + g, mask=ok, other=0.0)
                 tl.store(wd + a, d, mask=ok)
-                act = ok & (tl.load(wm + a, mask=ok, other=0) != 0)
+                act = _active(wm, a, ok)
                 sp = tl.load(src + a, mask=act, other=0.0)
-                sq = tl.load(src + a - WP, mask=act, other=0.0)
-                up = _edge(sp, sq, d, tl.load(img + g - W, mask=act, other=0.0), mixed)
-                sq = tl.load(src + a + WP, mask=act, other=0.0)
-                dn = _edge(sp, sq, d, tl.load(img + g + W, mask=act, other=0.0), mixed)
-                sq = tl.load(src + a - 1, mask=act, other=0.0)
-                lf = _edge(sp, sq, d, tl.load(img + g - 1, mask=act, other=0.0), mixed)
-                sq = tl.load(src + a + 1, mask=act, other=0.0)
-                rt = _edge(sp, sq, d, tl.load(img + g + 1, mask=act, other=0.0), mixed)
+                up = _edge(src, img, a, g, -WP, -W, sp, d, act, mixed)
+                dn = _edge(src, img, a, g, WP, W, sp, d, act, mixed)
+                lf = _edge(src, img, a, g, -1, -1, sp, d, act, mixed)
+                rt = _edge(src, img, a, g, 1, 1, sp, d, act, mixed)
                 tl.store(wb + a, tl.where(act, (up + dn) + (lf + rt), 0.0), mask=ok)
                 tl.store(wx + a, tl.where(act, sp, d), mask=ok)
             tl.debug_barrier()
             for _cyc in range(0, cycles):
                 for l in range(0, L - 1):  # down the V
-                    off = tl.load(tab_ptr + 3 * l)
-                    st = tl.load(tab_ptr + 3 * l + 2)
-                    coff = tl.load(tab_ptr + 3 * l + 3)
-                    cst = tl.load(tab_ptr + 3 * l + 5)
-                    hl = (h + (1 << l) - 1) >> l
-                    wl = (w + (1 << l) - 1) >> l
+                    off, st, hl, wl = _level(tab_ptr, l, h, w)
+                    coff, cst, hc, wcc = _level(tab_ptr, l + 1, h, w)
                     _smooth(wx, wb, wm, off, st, hl, wl, PRE, BLOCK)
                     nl = hl * wl
                     for t in range(0, nl, BLOCK):
-                        idx = t + tl.arange(0, BLOCK)
-                        i = idx // wl
-                        j = idx % wl
-                        ok = idx < nl
+                        i, j, ok = _tile(t, nl, wl, BLOCK)
                         a = off + i * st + j
-                        act = ok & (tl.load(wm + a, mask=ok, other=0) != 0)
+                        act = _active(wm, a, ok)
                         x = tl.load(wx + a, mask=act, other=0.0)
-                        s = (tl.load(wx + a - st, mask=act, other=0.0) + tl.load(wx + a + st, mask=act, other=0.0)) + (
-                            tl.load(wx + a - 1, mask=act, other=0.0) + tl.load(wx + a + 1, mask=act, other=0.0)
-                        )
+                        s = _neighbours(wx, a, st, act)
                         r = (tl.load(wb + a, mask=act, other=0.0) + s) - 4.0 * x
                         tl.store(wr + i * wl + j, tl.where(act, r, 0.0), mask=ok)
                     tl.debug_barrier()
-                    hc = (hl + 1) >> 1
-                    wcc = (wl + 1) >> 1
                     ncl = hc * wcc
                     for t in range(0, ncl, BLOCK):
-                        idx = t + tl.arange(0, BLOCK)
-                        ci = idx // wcc
-                        cj = idx % wcc
-                        ok = idx < ncl
+                        ci, cj, ok = _tile(t, ncl, wcc, BLOCK)
                         fi = 2 * ci
                         fj = 2 * cj
                         rj = ok & (fj + 1 < wl)
@@ -237,35 +227,24 @@ def _poisson_kernel(
                         tl.store(wb + ca, (r00 + r01) + (r10 + r11), mask=ok)
                         tl.store(wx + ca, tl.zeros([BLOCK], dtype=tl.float32), mask=ok)
                     tl.debug_barrier()
-                lc = L - 1
-                _smooth(wx, wb, wm, tl.load(tab_ptr + 3 * lc), tl.load(tab_ptr + 3 * lc + 2),
-                        (h + (1 << lc) - 1) >> lc, (w + (1 << lc) - 1) >> lc, COARSE, BLOCK)
+                off, st, hl, wl = _level(tab_ptr, L - 1, h, w)
+                _smooth(wx, wb, wm, off, st, hl, wl, COARSE, BLOCK)
                 for kk in range(0, L - 1):  # up the V
                     l = L - 2 - kk
-                    off = tl.load(tab_ptr + 3 * l)
-                    st = tl.load(tab_ptr + 3 * l + 2)
-                    coff = tl.load(tab_ptr + 3 * l + 3)
-                    cst = tl.load(tab_ptr + 3 * l + 5)
-                    hl = (h + (1 << l) - 1) >> l
-                    wl = (w + (1 << l) - 1) >> l
+                    off, st, hl, wl = _level(tab_ptr, l, h, w)
+                    coff, cst, _hc, _wc = _level(tab_ptr, l + 1, h, w)
                     nl = hl * wl
                     for t in range(0, nl, BLOCK):
-                        idx = t + tl.arange(0, BLOCK)
-                        i = idx // wl
-                        j = idx % wl
-                        ok = idx < nl
+                        i, j, ok = _tile(t, nl, wl, BLOCK)
                         a = off + i * st + j
-                        act = ok & (tl.load(wm + a, mask=ok, other=0) != 0)
+                        act = _active(wm, a, ok)
                         e = tl.load(wx + coff + (i // 2) * cst + j // 2, mask=act, other=0.0)
                         tl.store(wx + a, tl.load(wx + a, mask=act, other=0.0) + e, mask=act)
                     tl.debug_barrier()
                     _smooth(wx, wb, wm, off, st, hl, wl, POST, BLOCK)
             wsol = ws_ptr + (pb * C + c) * HP * WP
             for t in range(0, n, BLOCK):
-                idx = t + tl.arange(0, BLOCK)
-                i = idx // w
-                j = idx % w
-                ok = idx < n
+                i, j, ok = _tile(t, n, w, BLOCK)
                 v = tl.load(wx + i * WP + j, mask=ok, other=0.0)
                 v = tl.where(v > 0.0, v, 0.0)
                 v = tl.where(v < 1.0, v, 1.0)
@@ -273,10 +252,7 @@ def _poisson_kernel(
             tl.debug_barrier()
         # candidates, 5x5 majority vote, write, mask
         for t in range(0, n, BLOCK):
-            idx = t + tl.arange(0, BLOCK)
-            i = idx // w
-            j = idx % w
-            ok = idx < n
+            i, j, ok = _tile(t, n, w, BLOCK)
             a = i * WP + j
             base = pb * C * HP * WP
             o = tl.load(ws_ptr + base + a, mask=ok, other=0.0)
@@ -285,15 +261,12 @@ def _poisson_kernel(
                 base = (pb * C + c) * HP * WP
                 o = tl.load(ws_ptr + base + a, mask=ok, other=0.0)
                 tot = tot + tl.abs(o - tl.load(wd_ptr + base + a, mask=ok, other=0.0))
-            act = ok & (tl.load(wm + a, mask=ok, other=0) != 0)
+            act = _active(wm, a, ok)
             tl.store(wc + i * w + j, (act & (tot > tol_sum)).to(tl.int32), mask=ok)
         tl.debug_barrier()
         for t in range(0, n, BLOCK):
-            idx = t + tl.arange(0, BLOCK)
-            i = idx // w
-            j = idx % w
-            ok = idx < n
-            act = ok & (tl.load(wm + i * WP + j, mask=ok, other=0) != 0)
+            i, j, ok = _tile(t, n, w, BLOCK)
+            act = _active(wm, i * WP + j, ok)
             votes = tl.zeros([BLOCK], dtype=tl.int32)
             for di in range(-2, 3):
                 for dj in range(-2, 3):
@@ -307,10 +280,7 @@ def _poisson_kernel(
                 tl.store(out_ptr + (pb * C + c) * H * W + (y0 + i) * W + x0 + j, v, mask=sel)
         tl.debug_barrier()
         for t in range(0, n, BLOCK):
-            idx = t + tl.arange(0, BLOCK)
-            i = idx // w
-            j = idx % w
-            ok = idx < n
+            i, j, ok = _tile(t, n, w, BLOCK)
             g = (y0 + i) * W + x0 + j
             changed = tl.zeros([BLOCK], dtype=tl.int1)
             for c in range(0, C):
