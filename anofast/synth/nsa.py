@@ -383,17 +383,16 @@ class NaturalSynthetic:
         diff = (out - images).abs().mean(1, keepdim=True) * 255.0 * mask
         r = 5
         yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-        disk = (yy * yy + xx * xx <= r * r).flatten().to(diff.device)
+        disk = yy * yy + xx * xx <= r * r
+        batch, _, height, width = diff.shape
+        wp = width + 2 * r
+        offsets = ((yy[disk] + r) * wp + (xx[disk] + r)).to(diff.device)  # (81,) into the padded plane
+        # The label is multiplied by the mask: the median is only needed at mask pixels (all samples at once).
+        bs, ys, xs = torch.nonzero(mask[:, 0] > 0.5, as_tuple=True)
+        padded = F.pad(diff, (r, r, r, r)).view(batch, -1)
+        win = padded[bs.view(-1, 1), (ys * wp + xs).view(-1, 1) + offsets.view(1, -1)]  # (n, 81)
         label = torch.zeros_like(diff)
-        for b in range(diff.shape[0]):  # only around each sample's changed pixels
-            ys, xs = torch.nonzero(mask[b, 0], as_tuple=True)
-            if ys.numel() == 0:
-                continue
-            y0, y1 = int(ys.min()), int(ys.max()) + 1
-            x0, x1 = int(xs.min()), int(xs.max()) + 1
-            crop = F.pad(diff[b:b + 1], (r, r, r, r))[..., y0: y1 + 2 * r, x0: x1 + 2 * r]
-            win = F.unfold(crop, 2 * r + 1)[0][disk]  # (81, n)
-            label[b, 0, y0:y1, x0:x1] = win.median(0).values.view(y1 - y0, x1 - x0)
+        label[bs, 0, ys, xs] = win.median(1).values
         if self.label_mode == "logistic-intensity":
             k, x0 = self.intensity_logistic_params
             label = mask / (1.0 + torch.exp(-k * (label - x0)))
