@@ -152,12 +152,15 @@ class _FeatureNoiseGrad(torch.autograd.Function):
 
 
 def _overlaps(a: Tensor, b: Tensor) -> bool:
-    """Whether the memory spans of two tensors intersect."""
+    """Whether the memory spans of two tensors intersect (each span: first to last element it can address)."""
     if a.device != b.device or a.numel() == 0 or b.numel() == 0:
         return False
-    a0, b0 = a.data_ptr(), b.data_ptr()
-    a1 = a0 + a.untyped_storage().nbytes() - a.storage_offset() * a.element_size()
-    b1 = b0 + b.untyped_storage().nbytes() - b.storage_offset() * b.element_size()
+
+    def span(t: Tensor) -> tuple[int, int]:
+        last = sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
+        return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = span(a), span(b)
     return a0 < b1 and b0 < a1
 
 

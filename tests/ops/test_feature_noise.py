@@ -127,6 +127,10 @@ def test_out_buffer(backend):
     big = torch.zeros(3, 3, 8, 66)
     with pytest.raises(ValueError, match="overlaps features"):  # overlapping, but not as out[:B]
         feature_noise(big[1:3], seeds[:2], std[:2], weight[:2], out=big[:2])
+    whole = torch.zeros(6, 3, 8, 66)  # features and out side by side in one storage: no overlap
+    whole[:2] = f
+    got = feature_noise(whole[:2], seeds, std, weight, copies=2, out=whole[2:], backend="reference")
+    assert torch.equal(_bits(whole[2:]), _bits(expected[0])) and torch.equal(whole[:2], f)
 
 
 @pytest.mark.parametrize("backend", backend_params("feature_noise", include_reference=True))
