@@ -69,8 +69,7 @@ def feature_noise_triton(features: torch.Tensor, seeds: torch.Tensor, std: torch
     n_out = batch * copies
     hw = height * width
     if out is None:
-        out = features if inplace else torch.empty((n_out, channels, height, width), dtype=torch.float32,
-                                                   device=features.device)  # inplace: copies == 1
+        out = torch.empty((n_out, channels, height, width), dtype=torch.float32, device=features.device)
     mask = torch.empty((n_out, 1, height, width), dtype=torch.float32, device=features.device)
     block = min(1024, triton.next_power_of_2(max(hw, 1)))
     nblk = triton.cdiv(hw, block)

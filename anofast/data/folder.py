@@ -35,6 +35,16 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def existing_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path; FileNotFoundError / NotADirectoryError naming it as ``what`` when it is not a folder."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{what} not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{what} is not a folder: {root}")
+    return root
+
+
 def list_images(path: str | os.PathLike, *, recursive: bool = False, what: str = "image folder") -> list[Path]:
     """Image files in a folder, sorted by their relative path (the same order on every file system).
 
@@ -52,11 +62,7 @@ def list_images(path: str | os.PathLike, *, recursive: bool = False, what: str =
         FileNotFoundError: the folder does not exist, or holds no image.
         NotADirectoryError: the path is not a folder.
     """
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"{what} not found: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{what} is not a folder: {root}")
+    root = existing_folder(path, what)
     candidates = root.rglob("*") if recursive else root.iterdir()
     files = [
         f

@@ -40,7 +40,7 @@ def feature_noise(
         copies: output samples per input sample (SuperSimpleNet duplicates its batch: 2); output ``j`` reads
             input ``j % B``.
         inplace: write into ``features`` (needs ``copies == 1`` and a contiguous tensor); pixels whose weight
-            is 0 keep their bits (the C++ kernel touches only the runs of non-zero weight).
+            is 0 keep their bits (the C++ kernel touches only the pixels with a non-zero weight).
         out: optional ``(N, C, H, W)`` float32 contiguous buffer to write into (e.g. one reused across training
             steps: a fresh output costs a page fault per 4 KB on first touch, which can dominate on a busy
             machine). It may *start with* the features, ``features = out[:B]`` (SuperSimpleNet's duplicated batch
@@ -85,6 +85,12 @@ def feature_noise(
         raise ValueError(f"features must have fewer than 2**32 elements per sample, got {channels}x{height}x{width}")
     n_out = batch * copies
     dev = features.device
+    if out is not None:
+        if not isinstance(out, Tensor) or out.dtype != torch.float32 or not out.is_contiguous():
+            raise TypeError(f"out must be a contiguous float32 tensor, got {getattr(out, 'dtype', type(out).__name__)}")
+        if tuple(out.shape) != (n_out, channels, height, width) or out.device != dev:
+            raise ValueError(f"out must have shape {(n_out, channels, height, width)} on {dev}, got "
+                             f"{tuple(out.shape)} on {out.device}")
     if inplace:
         if copies != 1:
             raise ValueError(f"inplace=True needs copies == 1 (for more copies pass out= with features = "
@@ -94,19 +100,13 @@ def feature_noise(
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
         out = features
-    elif out is None or not _overlaps(out, features):
+    elif out is not None and _overlaps(out, features):
+        if not (features.is_contiguous() and out.data_ptr() == features.data_ptr()):
+            raise ValueError("out overlaps features: it may only start with them (features = out[:B]); "
+                             "otherwise use inplace=True or a separate buffer")
+        inplace = True  # copy 0 is the features themselves
+    else:
         features = features.contiguous()
-    if out is not None:
-        if not isinstance(out, Tensor) or out.dtype != torch.float32 or not out.is_contiguous():
-            raise TypeError(f"out must be a contiguous float32 tensor, got {getattr(out, 'dtype', type(out).__name__)}")
-        if tuple(out.shape) != (n_out, channels, height, width) or out.device != dev:
-            raise ValueError(f"out must have shape {(n_out, channels, height, width)} on {dev}, got "
-                             f"{tuple(out.shape)} on {out.device}")
-        if n_out and _overlaps(out, features):
-            if not (features.is_contiguous() and out.data_ptr() == features.data_ptr()):
-                raise ValueError("out overlaps features: it may only start with them (features = out[:B]); "
-                                 "otherwise use inplace=True or a separate buffer")
-            inplace = True  # copy 0 is the features themselves
     seeds = check_param(seeds, "seeds", torch.int64, (n_out,), dev, like="features")
     if isinstance(std, (int, float)) and not isinstance(std, bool):
         std = torch.full((n_out,), float(std), dtype=torch.float32, device=dev)
@@ -127,7 +127,7 @@ def feature_noise(
                              "overwrite a tensor autograd needs; pass a separate out= or none")
         out, mask, count = _FeatureNoiseGrad.apply(features, impl, seeds, std, weight, copies, out)
     else:
-        # Backends get inplace=True exactly when out's first B samples are the features (out is then given).
+        # Backends get inplace=True exactly when out's first B samples are the features; out is then given.
         out, mask, count = impl(features, seeds, std, weight, copies, inplace, out)
     if n_out and bool((count < 0).any()):
         raise ValueError("features contain NaN or infinite values where noise is added")

@@ -29,9 +29,8 @@ def feature_noise_reference(
     """``(out (N, C, H, W), mask (N, 1, H, W) float32, count (N,) int64)``; see the module docstring.
 
     ``features`` ``(B, C, H, W)`` float32, ``seeds`` ``(N,)`` int64, ``std`` ``(N,)`` float32, ``weight``
-    ``(N, 1, H, W)`` float32 or None. The result is written into ``out`` when given (with ``inplace`` its first
-    ``B`` samples are ``features``, which are read before anything is written), else into ``features`` with
-    ``inplace``.
+    ``(N, 1, H, W)`` float32 or None. The result is written into ``out`` when given; with ``inplace`` (then
+    always given) its first ``B`` samples are ``features``, which are read before anything is written.
     """
     batch, channels, height, width = features.shape
     n_out = batch * copies
@@ -50,8 +49,6 @@ def feature_noise_reference(
     changed = (result.view(torch.int32) != f.view(torch.int32)).any(dim=1, keepdim=True)
     bad = (active & ~torch.isfinite(f)).flatten(1).any(dim=1)
     count = torch.where(bad, -1, changed.flatten(1).sum(dim=1))
-    if inplace and out is None:
-        out = features
     if out is not None:
         out.copy_(result)
         result = out

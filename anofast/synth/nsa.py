@@ -384,7 +384,7 @@ class NaturalSynthetic:
         r = 5
         yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
         disk = yy * yy + xx * xx <= r * r
-        batch, _, height, width = diff.shape
+        batch, width = diff.shape[0], diff.shape[-1]
         wp = width + 2 * r
         offsets = ((yy[disk] + r) * wp + (xx[disk] + r)).to(diff.device)  # (81,) into the padded plane
         # The label is multiplied by the mask: the median is only needed at mask pixels (all samples at once).

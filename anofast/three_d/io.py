@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from anofast.data.folder import ImageReadError, atomic_write_bytes, encode_png, read_image
+from anofast.data.folder import ImageReadError, atomic_write_bytes, encode_png, existing_folder, read_image
 
 CLOUD_EXTENSIONS = (".pcd", ".ply", ".npz")
 
@@ -215,11 +215,7 @@ def list_point_clouds(folder: str | os.PathLike) -> list[Path]:
         FileNotFoundError: the folder does not exist or holds no point cloud.
         NotADirectoryError: the path is not a folder.
     """
-    root = Path(folder)
-    if not root.exists():
-        raise FileNotFoundError(f"point-cloud folder not found: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"point-cloud folder is not a folder: {root}")
+    root = existing_folder(folder, "point-cloud folder")
     files = sorted(f for f in root.iterdir() if f.suffix.lower() in CLOUD_EXTENSIONS and f.is_file()
                    and not f.name.startswith("."))
     if not files:

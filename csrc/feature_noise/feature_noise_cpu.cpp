@@ -6,11 +6,8 @@
 //
 // `inplace`: the first B output samples are the features themselves (copy 0 is written in place; copies >= 1 are
 // written first, from the unmodified values, channel by channel).
-#include <cstdlib>
-#include <new>
 #include <cstring>
 #include <optional>
-#include <string>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -94,31 +91,16 @@ __attribute__((target("avx2"))) uint32_t noise_at_avx2(float* io, const float* s
   }
   return _mm256_testz_si256(bad, bad) ? 0u : 1u;
 }
-#endif
 
-#ifdef ANOFAST_X86_SIMD
 // Whether `dst` can take streaming stores of whole vectors: 32-byte aligned, a whole number of vectors.
 inline bool stream_ok(const float* dst, int64_t n) {
   return (reinterpret_cast<uintptr_t>(dst) & 31u) == 0 && n % 8 == 0;
 }
 
 __attribute__((target("avx2"))) void stream_copy(float* dst, const float* src, int64_t n) {
-  for (int64_t x = 0; x < n; x += 8) _mm256_stream_ps(dst + x, _mm256_load_ps(src + x));
+  for (int64_t x = 0; x < n; x += 8) _mm256_stream_ps(dst + x, _mm256_loadu_ps(src + x));
 }
 #endif
-
-// std::allocator with 32-byte alignment (the scratch row is read with aligned vector loads).
-template <typename T>
-struct AlignedAlloc {
-  using value_type = T;
-  AlignedAlloc() = default;
-  template <typename U>
-  AlignedAlloc(const AlignedAlloc<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(32))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(32)); }
-  bool operator==(const AlignedAlloc&) const { return true; }
-  bool operator!=(const AlignedAlloc&) const { return false; }
-};
 
 struct Copy {  // one output copy of the task's block
   std::vector<int32_t> pos;  // pixels (in the block) with a non-zero weight, ascending; padded to a multiple of 8
@@ -165,7 +147,7 @@ void feature_noise_cpu(const carray<float>& features, const carray<int64_t>& see
   py::gil_scoped_release release;
   parallel_for(B * n_blocks, num_threads, [&](int64_t task) {
     static thread_local std::vector<Copy> cps;
-    static thread_local std::vector<float, AlignedAlloc<float>> row;
+    static thread_local std::vector<float> row;  // a new copy's block row, before it is streamed out
     const int64_t b = task / n_blocks, y0 = (task % n_blocks) * rows_per_block;
     const int64_t y1 = std::min(H, y0 + rows_per_block), npix = (y1 - y0) * W, p0 = y0 * W;
     cps.resize(static_cast<size_t>(copies));
