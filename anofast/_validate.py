@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -95,8 +97,9 @@ def check_images(
     return x
 
 
-def check_mask(mask: object, name: str, like: Tensor) -> Tensor:
-    """Checks a ``(B, 1, H, W)`` mask matching ``like`` and returns it as contiguous float32 in {0, 1}."""
+def check_mask(mask: object, name: str, like: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Checks a ``(B, 1, H, W)`` mask matching ``like`` (bool, uint8 or float; a value is on above 0.5, or above 127
+    when the mask's maximum exceeds 1) and returns it contiguous in {0, 1} as ``dtype``."""
     m = check_tensor(mask, name)
     b, _, h, w = like.shape
     if m.dim() == 3:
@@ -106,13 +109,19 @@ def check_mask(mask: object, name: str, like: Tensor) -> Tensor:
     if m.device != like.device:
         raise ValueError(f"{name} is on {m.device} but the images are on {like.device}")
     if m.dtype == torch.bool:
-        return m.to(torch.float32).contiguous()
+        return m.to(dtype).contiguous()
     if not (m.is_floating_point() or m.dtype == torch.uint8):
         raise TypeError(f"{name} must be bool, uint8 or float, got {m.dtype}")
-    m = m.to(torch.float32)
-    if not bool(torch.isfinite(m).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return (m > 0.5).to(torch.float32).contiguous() if m.max() <= 1 else (m > 127).to(torch.float32).contiguous()
+    if m.numel() == 0:
+        return m.to(dtype).contiguous()
+    if m.is_floating_point():
+        lo, hi = (float(v) for v in torch.aminmax(m))  # NaN propagates into both, +-inf shows in one
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        on = m > (0.5 if hi <= 1 else 127)
+    else:
+        on = m > (0 if int(m.max()) <= 1 else 127)
+    return on.to(dtype).contiguous()
 
 
 def check_range(value: object, name: str, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """Benchmark of ``anofast.foreground.estimate`` (plain torch, no kernels of its own) on a (32, 3, 256, 256) batch
-of object-on-background images, next to one ``PerlinAnomaly.draem()`` call on the same batch for scale.
+of object-on-background images (float, and uint8 as data loaders and ``compare_nsa.py`` pass them), next to one
+``PerlinAnomaly.draem()`` call on the same batch for scale.
 
 The estimate runs once per image (cache it with the data set); the generator runs on every sample of every epoch.
 The ``backend`` column only matters for the generator case (the estimate is torch on the tensor's device).
@@ -16,6 +17,7 @@ from anofast.testing import make_batch
 CASES = [
     {"batch": 32, "height": 256, "width": 256, "what": "estimate-auto"},
     {"batch": 32, "height": 256, "width": 256, "what": "estimate-border"},
+    {"batch": 32, "height": 256, "width": 256, "what": "estimate-auto-uint8"},
     {"batch": 32, "height": 256, "width": 256, "what": "perlin-draem"},
 ]
 
@@ -37,6 +39,8 @@ def make_fn(case: dict, backend: str, device: torch.device):
     if case["what"] == "perlin-draem":
         gen = anofast.PerlinAnomaly.draem(p_anomaly=1.0, backend=backend)
         return lambda: gen(images, seed=0)
+    if case["what"].endswith("uint8"):
+        images = (images * 255).round().to(torch.uint8)
     method = case["what"].split("-")[1]
     return lambda: foreground.estimate(images, method)
 

@@ -148,3 +148,105 @@ def test_bad_input(kwargs, error, match):
     images = kwargs.pop("images")
     with pytest.raises(error, match=match):
         foreground.estimate(images, **kwargs)
+
+
+def test_uint8_images_match_their_float_conversion():
+    """uint8 images take a histogram median; it must give what the float images' selection gives."""
+    images, _ = _disk_scene(batch=3, size=40)
+    u8 = torch.cat([(images * 255).round().to(torch.uint8), torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)])
+    as_float = u8.to(torch.float32).mul_(1.0 / 255.0)  # as check_images converts
+    for method in ("border", "otsu", "auto"):
+        for kw in ({}, dict(smooth=1, holes=False, largest_component=False)):
+            assert torch.equal(foreground.estimate(u8, method, empty="keep", **kw),
+                               foreground.estimate(as_float, method, empty="keep", **kw)), (method, kw)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.5, 0.95, 1.0])
+def test_quantile_helper_matches_torch_quantile(q):
+    g = torch.Generator().manual_seed(0)
+    for b, n in ((1, 1), (3, 2), (5, 97), (9, 1000), (33, 9840)):
+        v = torch.rand(b, n, generator=g) ** 3
+        v[:, : n // 3] = v[:, :1]  # ties
+        assert torch.equal(foreground._quantile(v, q, torch.sqrt), torch.quantile(v.sqrt(), q, dim=1)), (b, n)
+
+
+def test_sqrt_threshold_is_exact():
+    g = torch.Generator().manual_seed(0)
+    t = torch.cat([torch.tensor([0.0, 1e-30, 0.05, 1.0, 2.0]), torch.rand(10000, generator=g) * 2])
+    thr = foreground._sqrt_threshold(t)
+    assert bool((thr.sqrt() <= t).all())
+    assert bool((torch.nextafter(thr, torch.tensor(torch.inf)).sqrt() > t).all())
+
+
+def _reference_components(mask: torch.Tensor) -> torch.Tensor:
+    """Plain label propagation (one 3x3 step per pass), the definition components() must match."""
+    b, _, h, w = mask.shape
+    inside = mask.double()
+    lab = torch.arange(1, h * w + 1, dtype=torch.float64).view(1, 1, h, w) * inside
+    while True:
+        nxt = torch.nn.functional.max_pool2d(lab, 3, stride=1, padding=1) * inside
+        if torch.equal(nxt, lab):
+            return lab.view(b, h * w).long() - 1
+        lab = nxt
+
+
+def test_components_match_plain_propagation():
+    g = torch.Generator().manual_seed(0)
+    blobs = torch.nn.functional.interpolate(torch.rand(4, 1, 9, 11, generator=g), size=(37, 45), mode="bilinear")
+    spiral = torch.zeros(1, 1, 37, 45, dtype=torch.bool)
+    for k in range(0, 18, 4):
+        spiral[0, 0, k, k : 45 - k] = spiral[0, 0, k : 37 - k, 44 - k] = spiral[0, 0, 36 - k, k + 2 : 45 - k] = True
+        spiral[0, 0, k + 2 : 37 - k, k + 2] = True
+    for mask in (blobs < 0.5, blobs < 0.3, torch.rand(3, 1, 37, 45, generator=g) < 0.55, spiral,
+                 torch.zeros(2, 1, 5, 6, dtype=torch.bool), torch.ones(1, 1, 1, 7, dtype=torch.bool)):
+        assert torch.equal(foreground.components(mask), _reference_components(mask))
+
+
+def test_clean_up_is_per_sample_on_a_coarse_grid():
+    """fill_holes / largest_component work on the samples that need it only: each sample as if alone."""
+    yy, xx = torch.meshgrid(torch.arange(150), torch.arange(170), indexing="ij")
+    r2 = (yy - 75) ** 2 + (xx - 80) ** 2
+    ring = (r2 < 60**2) & ~(r2 < 30**2)  # a hole of many cells
+    blobs = ring | (((yy - 10) ** 2 + (xx - 10) ** 2) < 6**2)  # and a second piece
+    disk = r2 < 40**2
+    masks = torch.stack([ring, disk, blobs, disk.flip(-1)]).unsqueeze(1)
+    for fn in (foreground.fill_holes, foreground.largest_component):
+        out = fn(masks)
+        assert torch.equal(out, torch.cat([fn(masks[i : i + 1]) for i in range(len(masks))]))
+    assert bool((foreground.fill_holes(masks)[0] & ~ring).any())  # the ring's hole is (partly) filled
+    assert torch.equal(foreground.largest_component(masks)[2], ring.unsqueeze(0))
+
+
+def test_otsu_threshold_with_valid_is_that_of_the_valid_values():
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(11, 500, generator=g) ** 2
+    valid = torch.rand(11, 500, generator=g) < 0.6
+    t = foreground.otsu_threshold(values, valid)
+    for i in range(11):
+        assert torch.equal(t[i : i + 1], foreground.otsu_threshold(values[i][valid[i]].view(1, -1)))
+
+
+def test_negative_zeros_change_nothing():
+    """The float median is selected on int32 bit patterns, where -0.0 sorts below +0.0: no effect on the mask."""
+    images, _ = _disk_scene(batch=2)
+    images = torch.where(images < 0.12, torch.zeros_like(images), images)
+    coin = torch.rand(images.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    signed = torch.where((images == 0) & coin, torch.tensor(-0.0), images)
+    assert bool((signed == 0).any() & torch.signbit(signed).any())
+    for method in ("border", "auto"):
+        assert torch.equal(foreground.estimate(signed, method, border=3, smooth=1),
+                           foreground.estimate(images, method, border=3, smooth=1))
+
+
+def test_fill_holes_fills_small_and_large_holes_on_large_images():
+    """256² masks analyse connectivity on 4-pixel cells: holes of any size inside the object are filled, while a
+    notch open to the outside and the background stay as they are."""
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    disk = (yy - 128) ** 2 + (xx - 128) ** 2 <= 100**2
+    small = (yy - 100) ** 2 + (xx - 100) ** 2 <= 9**2
+    large = (yy - 150) ** 2 + (xx - 150) ** 2 <= 20**2
+    notch = (yy - 128).abs() <= 6
+    notch &= xx >= 200  # a slot from the disk's right edge to the outside
+    mask = (disk & ~small & ~large & ~notch).view(1, 1, 256, 256)
+    filled = foreground.fill_holes(mask)
+    assert torch.equal(filled, (disk & ~notch).view(1, 1, 256, 256)), int((filled ^ (disk & ~notch)).sum())

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import anofast
@@ -109,6 +110,16 @@ def test_soft_labels(mode):
     assert soft.shape == out.mask.shape and (soft[out.mask == 0] == 0).all()
     if mode == "logistic-intensity":
         assert soft.max() <= 1 and soft[out.mask > 0].min() > 0
+    # NSA's formula, pixel by pixel: the median over the radius-5 disk of the masked mean |change| in grey levels
+    diff = F.pad((out.image - images).abs().mean(1) * 255.0 * out.mask[:, 0], (5, 5, 5, 5))
+    yy, xx = torch.meshgrid(torch.arange(-5, 6), torch.arange(-5, 6), indexing="ij")
+    disk = (yy * yy + xx * xx <= 25).flatten()
+    for b, y, x in out.mask[:, 0].nonzero().tolist()[::7]:
+        v = diff[b, y : y + 11, x : x + 11].flatten()[disk].median()
+        if mode == "logistic-intensity":
+            k, x0 = NaturalSynthetic.nsa().intensity_logistic_params
+            v = 1.0 / (1.0 + torch.exp(-k * (v - x0)))
+        assert torch.equal(soft[b, 0, y, x], v), (b, y, x)
 
 
 def test_grey_and_uint8_images():

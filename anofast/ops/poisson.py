@@ -106,7 +106,7 @@ def poisson_blend(
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
     if region is not None:  # None: every pixel may change (the kernels skip the lookups)
-        region = check_mask(region, "region", images).to(torch.uint8)
+        region = check_mask(region, "region", images, torch.uint8)
     if out is None:
         out = images.clone()
     elif out is not images:

@@ -31,6 +31,7 @@ from torch import Tensor
 from anofast import _rng
 from anofast._rng import Stream
 from anofast._validate import check_images, check_mask, check_probability, check_range
+from anofast.ops.median import masked_median
 from anofast.ops.poisson import MIXED, NORMAL, poisson_blend
 from anofast.ops.rng import rng_normal, rng_uniform
 from anofast.types import AnomalyBatch
@@ -268,7 +269,7 @@ class NaturalSynthetic:
         x1, x2 = (c2 - hw2[:, None]).clamp(0, width), (c2 + hw2[:, None]).clamp(0, width)
         ok = (y2 > y1) & (x2 > x1)
         if src_sat is not None:
-            frac = _box_sum(src_sat[index], y1, x1, y2, x2) / ((y2 - y1) * (x2 - x1)).clamp(min=1)
+            frac = _box_sum(src_sat, y1, x1, y2, x2, rows=index) / ((y2 - y1) * (x2 - x1)).clamp(min=1)
             ok &= frac > self.min_object_pct
         first = _first(ok)
         found = ok.any(1)
@@ -360,12 +361,13 @@ class NaturalSynthetic:
         source = self._source(images)
         cycles = 0 if self.blend == "swap" else self.cycles
         index, mode = params.source_index.to(dev), params.mode.to(dev)
+        region = None if foreground is None else foreground.to(torch.uint8)  # checked once, not once per patch
         for k in range(params.box.shape[1]):
             box = params.box[:, k]
             if not bool((box[:, 2] > 0).any()):
                 continue
             poisson_blend(out, source, index, params.src_box[:, k].contiguous().to(dev), box.contiguous().to(dev),
-                          mode, region=foreground, tol=self.tol / 255.0, cycles=cycles, out=out, original=images,
+                          mode, region=region, tol=self.tol / 255.0, cycles=cycles, out=out, original=images,
                           mask=mask, backend=self.backend)
         label = mask.flatten(1).amax(1).to(torch.int64)
         record: dict[str, Any] = {
@@ -380,41 +382,40 @@ class NaturalSynthetic:
     def _soft_label(self, out: Tensor, images: Tensor, mask: Tensor) -> Tensor:
         """NSA's intensity label: mean |change| in grey levels, median over a disk of radius 5, optionally mapped by
         ``mask / (1 + exp(-k (x - x0)))``."""
-        diff = (out - images).abs().mean(1, keepdim=True) * 255.0 * mask
-        r = 5
-        yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-        disk = yy * yy + xx * xx <= r * r
-        batch, width = diff.shape[0], diff.shape[-1]
-        wp = width + 2 * r
-        offsets = ((yy[disk] + r) * wp + (xx[disk] + r)).to(diff.device)  # (81,) into the padded plane
-        # The label is multiplied by the mask: the median is only needed at mask pixels (all samples at once).
-        bs, ys, xs = torch.nonzero(mask[:, 0] > 0.5, as_tuple=True)
-        padded = F.pad(diff, (r, r, r, r)).view(batch, -1)
-        win = padded[bs.view(-1, 1), (ys * wp + xs).view(-1, 1) + offsets.view(1, -1)]  # (n, 81)
-        label = torch.zeros_like(diff)
-        label[bs, 0, ys, xs] = win.median(1).values
+        # The mean |change| over the channels, summed in channel order then divided by C (what Tensor.mean computes
+        # on the CPU, and the same bits on every device), one channel at a time: no full-size temporary. Below,
+        # mask / (1.0 + torch.exp(-k * (label - x0))) * mask in place.
+        channels = out.shape[1]
+        diff = torch.sub(out[:, :1], images[:, :1]).abs_()
+        for c in range(1, channels):
+            diff += torch.sub(out[:, c : c + 1], images[:, c : c + 1]).abs_()
+        diff = diff.div_(channels).mul_(255.0).mul_(mask)
+        # The label is multiplied by the mask: the median is only needed at mask pixels (0 elsewhere).
+        label = masked_median(diff, mask, 5, backend=self.backend)
         if self.label_mode == "logistic-intensity":
             k, x0 = self.intensity_logistic_params
-            label = mask / (1.0 + torch.exp(-k * (label - x0)))
-        return label * mask
+            z = label.sub_(x0).mul_(-k).exp_().add_(1.0)
+            label = torch.div(mask, z, out=z)
+        return label.mul_(mask)
 
 
 def _integral(mask: Tensor) -> Tensor:
-    """``(B, H + 1, W + 1)`` int64 summed-area table of a ``(B, 1, H, W)`` mask."""
-    m = (mask[:, 0] > 0.5).to(torch.int64)
-    return F.pad(m.cumsum(1).cumsum(2), (1, 0, 1, 0))
+    """``(B, H + 1, W + 1)`` int32 summed-area table of a ``(B, 1, H, W)`` mask (exact below 2**31 pixels)."""
+    return F.pad((mask[:, 0] > 0.5).cumsum(2, dtype=torch.int32).cumsum_(1), (1, 0, 1, 0))
 
 
-def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor) -> Tensor:
-    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(B, K)`` boxes (empty or inverted boxes give 0)."""
-    b, hp1, wp1 = sat.shape
+def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor | None = None) -> Tensor:
+    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(B, K)`` boxes (empty or inverted boxes give 0), in the
+    table of sample ``rows[i]`` for row ``i`` (default: row ``i``)."""
+    n, hp1, wp1 = sat.shape
     y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
     x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
     y2, x2 = torch.maximum(y1, y2), torch.maximum(x1, x2)
-    flat = sat.view(b, -1)
+    base = (torch.arange(y1.shape[0]) if rows is None else rows).view(-1, 1) * (hp1 * wp1)
+    flat = sat.view(-1)
 
     def at(y: Tensor, x: Tensor) -> Tensor:
-        return flat.gather(1, y * wp1 + x)
+        return flat[base + y * wp1 + x].to(torch.int64)
 
     return (at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)).to(torch.float64)
 

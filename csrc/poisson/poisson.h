@@ -7,6 +7,11 @@
 #include <cstring>
 #include <vector>
 
+#include "common/simd.h"
+#ifdef ANOFAST_X86_SIMD
+#include <immintrin.h>
+#endif
+
 namespace anofast::poisson {
 
 constexpr int kPre = 2, kPost = 2, kCoarse = 16, kMajority = 13;
@@ -42,40 +47,153 @@ struct Workspace {
   std::vector<int32_t> cand, rowsum;
 };
 
-ANOFAST_POISSON_CLONES inline void smooth(Level& L, int sweeps, std::vector<float>& tmp) {
-  const int64_t h = L.h, w = L.w;
-  if (h < 3 || w < 3) return;
-  float* t = tmp.data();
+#ifdef ANOFAST_X86_SIMD
+// The 8 lanes of a uint8 0/1 (or 0/nonzero) mask as an all-ones / all-zeros float blend mask.
+__attribute__((target("avx2"))) inline __m256 domain8(const uint8_t* m) {
+  uint64_t m8;
+  std::memcpy(&m8, m, sizeof(m8));
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8))),
+                                                _mm256_setzero_si256()));
+}
+#endif
+
+// One red-black Gauss-Seidel pass over the domain cells of colour c (red = (i + j) even), on the flat index range
+// [k0, k1) of the level: every cell is computed into t from the unmodified values, then the colour-c domain cells
+// are kept. Colour-c cells read only cells of the other colour, which the pass does not write, so this gives the
+// reference's values; cells off the domain (the border rows and columns among them) never change.
+inline void smooth_pass(Level& L, int c, int64_t k0, int64_t k1, float* t) {
+  const int64_t w = L.w;
+  float* x = L.x.data();
+  const float* b = L.b.data();
+  const uint8_t* sel = L.colour[c].data();
+  for (int64_t k = k0; k < k1; ++k) t[k] = (b[k] + ((x[k - w] + x[k + w]) + (x[k - 1] + x[k + 1]))) * 0.25f;
+  for (int64_t k = k0; k < k1; ++k) x[k] = sel[k] ? t[k] : x[k];
+}
+
+#ifdef ANOFAST_X86_SIMD
+// smooth_pass, 8 cells at a time in one loop (the tail by smooth_pass). Each block is stored one iteration late:
+// storing it at once would stall the next block's overlapping unaligned load of its left neighbour (store
+// forwarding). Reading a neighbour before or after its update gives the same value for the kept cells (above).
+__attribute__((target("avx2"))) inline void smooth_pass_avx2(Level& L, int c, float* t) {
+  const int64_t w = L.w, k0 = w + 1, k1 = (L.h - 1) * w - 1;
+  const int64_t end = k0 + (k1 - k0) / 8 * 8;
+  float* x = L.x.data();
+  const float* b = L.b.data();
+  const uint8_t* sel = L.colour[c].data();
+  const __m256 quarter = _mm256_set1_ps(0.25f);
+  __m256 held = _mm256_setzero_ps();
+  for (int64_t k = k0; k < end; k += 8) {
+    const __m256 ud = _mm256_add_ps(_mm256_loadu_ps(x + k - w), _mm256_loadu_ps(x + k + w));
+    const __m256 lr = _mm256_add_ps(_mm256_loadu_ps(x + k - 1), _mm256_loadu_ps(x + k + 1));
+    const __m256 tv = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(b + k), _mm256_add_ps(ud, lr)), quarter);
+    const __m256 nv = _mm256_blendv_ps(_mm256_loadu_ps(x + k), tv, domain8(sel + k));
+    if (k > k0) _mm256_storeu_ps(x + k - 8, held);
+    held = nv;
+  }
+  if (end > k0) _mm256_storeu_ps(x + end - 8, held);
+  smooth_pass(L, c, end, k1, t);
+}
+#endif
+
+// `sweeps` red-black sweeps; t: scratch of the level's size.
+inline void smooth(Level& L, int sweeps, float* t) {
+  if (L.h < 3 || L.w < 3) return;
+#ifdef ANOFAST_X86_SIMD
+  const bool avx2 = simd::use_avx2();
+#endif
   for (int s = 0; s < sweeps; ++s) {
     for (int c = 0; c < 2; ++c) {
-      for (int64_t i = 1; i < h - 1; ++i) {
-        // every cell of the row, then keep the cells of colour c (8-wide; their neighbours have the other colour)
-        float* x = L.x.data() + i * w;
-        const float* up = x - w;
-        const float* dn = x + w;
-        const float* b = L.b.data() + i * w;
-        const uint8_t* sel = L.colour[c].data() + i * w;
-        for (int64_t j = 1; j < w - 1; ++j) t[j] = (b[j] + ((up[j] + dn[j]) + (x[j - 1] + x[j + 1]))) * 0.25f;
-        for (int64_t j = 1; j < w - 1; ++j) x[j] = sel[j] ? t[j] : x[j];
+#ifdef ANOFAST_X86_SIMD
+      if (avx2) {
+        smooth_pass_avx2(L, c, t);
+        continue;
       }
+#endif
+      smooth_pass(L, c, L.w + 1, (L.h - 1) * L.w - 1, t);
     }
   }
+}
+
+// r = b + (sum of the 4 neighbours) - 4 x on the domain cells of the flat range [k0, k1), 0 on the others.
+inline void residual_scalar(const Level& F, float* r, int64_t k0, int64_t k1) {
+  const int64_t w = F.w;
+  const float* x = F.x.data();
+  const float* b = F.b.data();
+  const uint8_t* m = F.m.data();
+  for (int64_t k = k0; k < k1; ++k) {
+    const float v = (b[k] + ((x[k - w] + x[k + w]) + (x[k - 1] + x[k + 1]))) - 4.0f * x[k];
+    r[k] = m[k] ? v : 0.0f;
+  }
+}
+
+// x += e[i / 2][j / 2] on the domain cells of rows [1, h - 1) from column j0 (piecewise-constant prolongation).
+inline void prolong_scalar(Level& L, const Level& C, int64_t j0) {
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    float* x = L.x.data() + i * L.w;
+    const uint8_t* m = L.m.data() + i * L.w;
+    const float* e = C.x.data() + (i / 2) * C.w;
+    for (int64_t j = j0; j < L.w - 1; ++j) x[j] = m[j] ? x[j] + e[j / 2] : x[j];
+  }
+}
+
+#ifdef ANOFAST_X86_SIMD
+
+__attribute__((target("avx2"))) inline void residual_avx2(const Level& F, float* r, int64_t k0, int64_t k1) {
+  const int64_t w = F.w, end = k0 + (k1 > k0 ? (k1 - k0) / 8 * 8 : 0);
+  const float* x = F.x.data();
+  const float* b = F.b.data();
+  const uint8_t* m = F.m.data();
+  const __m256 four = _mm256_set1_ps(4.0f);
+  for (int64_t k = k0; k < end; k += 8) {
+    const __m256 ud = _mm256_add_ps(_mm256_loadu_ps(x + k - w), _mm256_loadu_ps(x + k + w));
+    const __m256 lr = _mm256_add_ps(_mm256_loadu_ps(x + k - 1), _mm256_loadu_ps(x + k + 1));
+    const __m256 v = _mm256_sub_ps(_mm256_add_ps(_mm256_loadu_ps(b + k), _mm256_add_ps(ud, lr)),
+                                   _mm256_mul_ps(four, _mm256_loadu_ps(x + k)));
+    _mm256_storeu_ps(r + k, _mm256_and_ps(v, domain8(m + k)));
+  }
+  residual_scalar(F, r, end, k1);
+}
+
+// prolong_scalar with 8 columns at a time from column 0 (column 0 is off the domain: unchanged).
+__attribute__((target("avx2"))) inline void prolong_avx2(Level& L, const Level& C) {
+  const int64_t end = L.w >= 8 ? (L.w - 8) / 8 * 8 + 8 : 0;  // 8-wide blocks [j, j + 8) with j + 8 <= w
+  const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    float* x = L.x.data() + i * L.w;
+    const uint8_t* m = L.m.data() + i * L.w;
+    const float* e = C.x.data() + (i / 2) * C.w;
+    for (int64_t j = 0; j < end; j += 8) {
+      const __m256 ev = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(e + j / 2)), pairs);
+      const __m256 xv = _mm256_loadu_ps(x + j);
+      _mm256_storeu_ps(x + j, _mm256_blendv_ps(xv, _mm256_add_ps(xv, ev), domain8(m + j)));
+    }
+  }
+  prolong_scalar(L, C, end > 1 ? end : 1);
+}
+#endif
+
+inline void residual(const Level& F, float* r, int64_t k0, int64_t k1) {
+#ifdef ANOFAST_X86_SIMD
+  if (simd::use_avx2()) return residual_avx2(F, r, k0, k1);
+#endif
+  residual_scalar(F, r, k0, k1);
+}
+
+inline void prolong(Level& L, const Level& C) {
+#ifdef ANOFAST_X86_SIMD
+  if (simd::use_avx2()) return prolong_avx2(L, C);
+#endif
+  prolong_scalar(L, C, 1);
 }
 
 // Residual of level `l` restricted into the right-hand side of level l + 1 (whose error is reset to 0).
 ANOFAST_POISSON_CLONES inline void restrict_residual(Level& F, Level& C, std::vector<float>& r) {
   const int64_t h = F.h, w = F.w;
-  std::fill(r.begin(), r.begin() + h * w, 0.0f);
-  for (int64_t i = 1; i < h - 1; ++i) {
-    const float* x = F.x.data() + i * w;
-    const float* b = F.b.data() + i * w;
-    const uint8_t* m = F.m.data() + i * w;
-    float* ri = r.data() + i * w;
-    for (int64_t j = 1; j < w - 1; ++j) {
-      const float v = (b[j] + ((x[j - w] + x[j + w]) + (x[j - 1] + x[j + 1]))) - 4.0f * x[j];
-      ri[j] = m[j] ? v : 0.0f;
-    }
-  }
+  // one flat loop over the interior rows (their first and last cells are off the domain, so they get 0)
+  const int64_t k0 = h >= 3 ? w + 1 : h * w, k1 = h >= 3 ? (h - 1) * w - 1 : h * w;
+  std::fill(r.begin(), r.begin() + k0, 0.0f);
+  std::fill(r.begin() + k1, r.begin() + h * w, 0.0f);
+  residual(F, r.data(), k0, k1);
   for (int64_t I = 0; I < C.h; ++I) {
     const int64_t i = 2 * I;
     const float* r0 = r.data() + i * w;
@@ -98,20 +216,15 @@ ANOFAST_POISSON_CLONES inline void restrict_residual(Level& F, Level& C, std::ve
 ANOFAST_POISSON_CLONES inline void vcycle(Workspace& ws, size_t l) {
   Level& L = ws.lv[l];
   if (l + 1 == ws.lv.size()) {
-    smooth(L, kCoarse, ws.tmp);
+    smooth(L, kCoarse, ws.tmp.data());
     return;
   }
-  smooth(L, kPre, ws.tmp);
+  smooth(L, kPre, ws.tmp.data());
   Level& C = ws.lv[l + 1];
   restrict_residual(L, C, ws.r);
   vcycle(ws, l + 1);
-  for (int64_t i = 1; i < L.h - 1; ++i) {
-    float* x = L.x.data() + i * L.w;
-    const uint8_t* m = L.m.data() + i * L.w;
-    const float* e = C.x.data() + (i / 2) * C.w;
-    for (int64_t j = 1; j < L.w - 1; ++j) x[j] = m[j] ? x[j] + e[j / 2] : x[j];
-  }
-  smooth(L, kPost, ws.tmp);
+  prolong(L, C);
+  smooth(L, kPost, ws.tmp.data());
 }
 
 // Sets up the level hierarchy of one patch (sizes and domains).
@@ -148,7 +261,7 @@ ANOFAST_POISSON_CLONES inline void setup_levels(Workspace& ws, int nlev, int64_t
   }
   const size_t n0 = static_cast<size_t>(h * w);
   if (ws.r.size() < n0) ws.r.resize(n0);
-  if (ws.tmp.size() < static_cast<size_t>(w)) ws.tmp.resize(w);
+  if (ws.tmp.size() < n0) ws.tmp.resize(n0);
   if (ws.cand.size() < n0) ws.cand.resize(n0);
 }
 

@@ -160,6 +160,33 @@ def test_cpp_thread_count_invariant(backend):
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
+@pytest.mark.parametrize("backend", [b for b in backend_params("poisson_blend") if b.id == "cpp"])
+def test_cpp_both_simd_copies_match_reference_on_many_patch_sizes(backend, monkeypatch):
+    """Patch sides around the 8-wide blocks of the AVX2 loops (and levels with rows shorter than a block), both
+    modes, with and without a region, through both copies of the C++ kernel."""
+    g = torch.Generator().manual_seed(3)
+    height, width, n = 48, 52, 12
+    images = make_batch(n, 3, height, width, seed=4)
+    source = make_batch(2, 3, height, width, seed=5)
+    sides = torch.tensor([3, 5, 7, 8, 9, 15, 16, 17, 23, 31, 33, 41])
+    h, w = sides, sides.flip(0)
+    box = torch.stack((torch.randint(0, 7, (n,), generator=g), torch.randint(0, 11, (n,), generator=g), h, w), 1)
+    src_box = torch.stack((torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64), (h + 5).clamp(max=47),
+                           (w - 2).clamp(min=1)), 1)
+    args = (images, source, torch.arange(n) % 2, src_box.to(torch.int32), box.to(torch.int32),
+            (torch.arange(n) % 2).to(torch.int32))
+    region = torch.rand(n, 1, height, width, generator=g) > 0.1
+    for reg in (None, region):
+        ref = poisson_blend(*args, region=reg, tol=1 / 255, cycles=3, backend="reference")
+        for no_avx2 in ("1", "0"):
+            monkeypatch.setenv("ANOFAST_NO_AVX2", no_avx2)
+            got = poisson_blend(*args, region=reg, tol=1 / 255, cycles=3, backend="cpp")
+            what = f"ANOFAST_NO_AVX2={no_avx2} region={reg is not None}"
+            assert_verbose_equal(_bits(got[0]), _bits(ref[0]), f"{what} out")
+            assert_verbose_equal(got[1], ref[1], f"{what} mask")
+        assert float(ref[1].mean()) > 0.01
+
+
 # --- bad input ------------------------------------------------------------------------------------------
 
 
