@@ -233,22 +233,22 @@ class NaturalSynthetic:
             src_sat = dst_sat
         else:
             src_sat = None
-        src_boxes, boxes, scales = [], [], []
-        for k in range(k_max):
-            blk = u[:, _PATCH0 + k * _STRIDE: _PATCH0 + (k + 1) * _STRIDE]
-            present = blk[:, _COIN] < 0.5 if k else torch.ones(b, dtype=torch.bool)
-            sb, bx, sc = self._patch(blk, z[:, k], (height, width), index, src_sat, dst_sat)
-            bx[~present] = 0
-            src_boxes.append(sb)
-            boxes.append(bx)
-            scales.append(sc)
-        return NSAParams(seeds=seeds, source_index=index, mode=mode, src_box=torch.stack(src_boxes, 1),
-                         box=torch.stack(boxes, 1), scale=torch.stack(scales, 1).to(torch.float32),
+        # every patch of every sample at once: row b * k_max + k is patch k of sample b (each row is independent)
+        blk = u[:, _PATCH0: _PATCH0 + k_max * _STRIDE].reshape(b * k_max, _STRIDE)
+        rows = torch.arange(b).repeat_interleave(k_max)
+        src_box, box, scale = self._patch(blk, z[:, :k_max].reshape(-1), (height, width), index[rows], rows, src_sat,
+                                          dst_sat)
+        present = blk[:, _COIN] < 0.5
+        present[::k_max] = True  # the first patch always
+        box[~present] = 0
+        return NSAParams(seeds=seeds, source_index=index, mode=mode, src_box=src_box.view(b, k_max, 4),
+                         box=box.view(b, k_max, 4), scale=scale.view(b, k_max).to(torch.float32),
                          size=(height, width))
 
-    def _patch(self, blk: Tensor, z: Tensor, size: tuple[int, int], index: Tensor, src_sat: Tensor | None,
-               dst_sat: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """One patch per sample (``patch_ex``'s ``_patch_ex`` with rejection done on all candidates at once)."""
+    def _patch(self, blk: Tensor, z: Tensor, size: tuple[int, int], index: Tensor, rows: Tensor,
+               src_sat: Tensor | None, dst_sat: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """One patch per row (``patch_ex``'s ``_patch_ex`` with rejection done on all candidates at once): row ``i``
+        takes its patch from source image ``index[i]`` into sample ``rows[i]``."""
         height, width = size
         b = blk.shape[0]
         (lo1, hi1), (lo2, hi2) = self.width_bounds
@@ -292,9 +292,9 @@ class NaturalSynthetic:
         dok = ((hi_y > lo_y) & (hi_x > lo_x))[:, None].expand_as(ty).clone()
         interior = ((nh - 2).clamp(min=0) * (nw - 2).clamp(min=0))[:, None]
         if dst_sat is not None:
-            fg = _box_sum(dst_sat, ty, tx, ty + nh[:, None], tx + nw[:, None])
+            fg = _box_sum(dst_sat, ty, tx, ty + nh[:, None], tx + nw[:, None], rows=rows)
             dok &= fg / (nh * nw).clamp(min=1)[:, None] > self.min_overlap_pct
-            inner = _box_sum(dst_sat, ty + 1, tx + 1, ty + nh[:, None] - 1, tx + nw[:, None] - 1)
+            inner = _box_sum(dst_sat, ty + 1, tx + 1, ty + nh[:, None] - 1, tx + nw[:, None] - 1, rows=rows)
             dok &= inner >= _MIN_PIXELS
         else:
             dok &= interior >= _MIN_PIXELS
@@ -404,14 +404,14 @@ def _integral(mask: Tensor) -> Tensor:
     return F.pad((mask[:, 0] > 0.5).cumsum(2, dtype=torch.int32).cumsum_(1), (1, 0, 1, 0))
 
 
-def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor | None = None) -> Tensor:
-    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(B, K)`` boxes (empty or inverted boxes give 0), in the
-    table of sample ``rows[i]`` for row ``i`` (default: row ``i``)."""
+def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor) -> Tensor:
+    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(N, K)`` boxes (empty or inverted boxes give 0), in the
+    table of sample ``rows[i]`` for row ``i``."""
     n, hp1, wp1 = sat.shape
     y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
     x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
     y2, x2 = torch.maximum(y1, y2), torch.maximum(x1, x2)
-    base = (torch.arange(y1.shape[0]) if rows is None else rows).view(-1, 1) * (hp1 * wp1)
+    base = rows.view(-1, 1) * (hp1 * wp1)
     flat = sat.view(-1)
 
     def at(y: Tensor, x: Tensor) -> Tensor:
