@@ -14,6 +14,15 @@ def check_tensor(x: object, name: str) -> Tensor:
     return x
 
 
+def all_finite(t: Tensor) -> bool:
+    """Whether a tensor holds no NaN or infinity, in one pass over a float tensor (NaN propagates into both ends
+    of ``aminmax``, an infinity shows in one)."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
+
+
 def check_param(
     x: object,
     name: str,
@@ -42,7 +51,7 @@ def check_param(
     if t.device != device:
         raise ValueError(f"{name} is on {t.device} but {like} are on {device}")
     t = t.contiguous()
-    if finite and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if finite and not all_finite(t):
         raise ValueError(f"{name} contains NaN or infinite values")
     return t
 
@@ -115,10 +124,9 @@ def check_mask(mask: object, name: str, like: Tensor, dtype: torch.dtype = torch
     if m.numel() == 0:
         return m.to(dtype).contiguous()
     if m.is_floating_point():
-        lo, hi = (float(v) for v in torch.aminmax(m))  # NaN propagates into both, +-inf shows in one
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        if not all_finite(m):
             raise ValueError(f"{name} contains NaN or infinite values")
-        on = m > (0.5 if hi <= 1 else 127)
+        on = m > (0.5 if float(m.max()) <= 1 else 127)
     else:
         on = m > (0 if int(m.max()) <= 1 else 127)
     return on.to(dtype).contiguous()

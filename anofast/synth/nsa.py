@@ -361,7 +361,7 @@ class NaturalSynthetic:
         source = self._source(images)
         cycles = 0 if self.blend == "swap" else self.cycles
         index, mode = params.source_index.to(dev), params.mode.to(dev)
-        region = None if foreground is None else foreground.to(torch.uint8)  # checked once, not once per patch
+        region = None if foreground is None else foreground.to(torch.uint8)  # uint8 once: cheap to re-check per patch
         for k in range(params.box.shape[1]):
             box = params.box[:, k]
             if not bool((box[:, 2] > 0).any()):
@@ -407,7 +407,7 @@ def _integral(mask: Tensor) -> Tensor:
 def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor) -> Tensor:
     """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(N, K)`` boxes (empty or inverted boxes give 0), in the
     table of sample ``rows[i]`` for row ``i``."""
-    n, hp1, wp1 = sat.shape
+    _, hp1, wp1 = sat.shape
     y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
     x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
     y2, x2 = torch.maximum(y1, y2), torch.maximum(x1, x2)

@@ -13,7 +13,7 @@
 // Radius 5 (NSA's soft label; n = 81: 622 compare-exchanges + 80 min/max per vector) has its disk and network as
 // compile-time constants, in depth-first order with each value loaded just before its first use, so the compiler
 // keeps most values in registers (~300 spills instead of ~1000) and runs near the min/max throughput: ~240 ns per
-// 8 pixels on the 2-core EPYC (Zen 3), 3x faster than the same network run from a table (whose compare-exchanges
+// 8 pixels on the 2-core AMD EPYC here, 3x faster than the same network run from a table (whose compare-exchanges
 // go through memory, ~750 ns). Every other radius runs the table, built once per call.
 #pragma once
 #include <array>

@@ -74,9 +74,8 @@ inline void smooth_pass(Level& L, int c, int64_t k0, int64_t k1, float* t) {
 // smooth_pass, 8 cells at a time in one loop (the tail by smooth_pass). Each block is stored one iteration late:
 // storing it at once would stall the next block's overlapping unaligned load of its left neighbour (store
 // forwarding). Reading a neighbour before or after its update gives the same value for the kept cells (above).
-__attribute__((target("avx2"))) inline void smooth_pass_avx2(Level& L, int c, float* t) {
-  const int64_t w = L.w, k0 = w + 1, k1 = (L.h - 1) * w - 1;
-  const int64_t end = k0 + (k1 - k0) / 8 * 8;
+__attribute__((target("avx2"))) inline void smooth_pass_avx2(Level& L, int c, int64_t k0, int64_t k1, float* t) {
+  const int64_t w = L.w, end = k0 + (k1 - k0) / 8 * 8;
   float* x = L.x.data();
   const float* b = L.b.data();
   const uint8_t* sel = L.colour[c].data();
@@ -95,21 +94,22 @@ __attribute__((target("avx2"))) inline void smooth_pass_avx2(Level& L, int c, fl
 }
 #endif
 
-// `sweeps` red-black sweeps; t: scratch of the level's size.
+// `sweeps` red-black sweeps over the interior rows (flat range [w + 1, (h - 1) w - 1)); t: scratch of the level's
+// size.
 inline void smooth(Level& L, int sweeps, float* t) {
   if (L.h < 3 || L.w < 3) return;
+  const int64_t k0 = L.w + 1, k1 = (L.h - 1) * L.w - 1;
 #ifdef ANOFAST_X86_SIMD
   const bool avx2 = simd::use_avx2();
+#else
+  constexpr bool avx2 = false;
 #endif
   for (int s = 0; s < sweeps; ++s) {
     for (int c = 0; c < 2; ++c) {
 #ifdef ANOFAST_X86_SIMD
-      if (avx2) {
-        smooth_pass_avx2(L, c, t);
-        continue;
-      }
+      if (avx2) smooth_pass_avx2(L, c, k0, k1, t);
 #endif
-      smooth_pass(L, c, L.w + 1, (L.h - 1) * L.w - 1, t);
+      if (!avx2) smooth_pass(L, c, k0, k1, t);
     }
   }
 }
@@ -137,7 +137,7 @@ inline void prolong_scalar(Level& L, const Level& C, int64_t j0) {
 }
 
 #ifdef ANOFAST_X86_SIMD
-
+// residual_scalar, 8 cells at a time (the tail by residual_scalar).
 __attribute__((target("avx2"))) inline void residual_avx2(const Level& F, float* r, int64_t k0, int64_t k1) {
   const int64_t w = F.w, end = k0 + (k1 > k0 ? (k1 - k0) / 8 * 8 : 0);
   const float* x = F.x.data();
