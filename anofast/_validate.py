@@ -92,18 +92,22 @@ def check_images(
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float32 in [0, 1] or uint8, got {x.dtype}")
     x = x.to(torch.float32).contiguous()
-    if not values:
-        return x
-    lo, hi = torch.aminmax(x)  # one pass; NaN propagates into both
+    if values:
+        check_unit_range(x, name)
+    return x
+
+
+def check_unit_range(x: Tensor, name: str) -> None:
+    """Raises ValueError unless the float tensor ``x`` holds no NaN and only values in [0, 1] (one pass)."""
+    lo, hi = torch.aminmax(x)  # NaN propagates into both
     lo, hi = float(lo), float(hi)
-    if lo != lo or hi != hi:
+    if math.isnan(lo) or math.isnan(hi):
         raise ValueError(f"{name} contains NaN values")
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{name} must hold values in [0, 1] (float) or [0, 255] (uint8), got min {lo:.4g} and max {hi:.4g}; "
             "undo any mean/std normalisation before generating anomalies"
         )
-    return x
 
 
 def check_mask(mask: object, name: str, like: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -128,7 +132,12 @@ def check_mask(mask: object, name: str, like: Tensor, dtype: torch.dtype = torch
             raise ValueError(f"{name} contains NaN or infinite values")
         on = m > (0.5 if float(m.max()) <= 1 else 127)
     else:
-        on = m > (0 if int(m.max()) <= 1 else 127)
+        if int(m.max()) <= 1:
+            if dtype == torch.uint8:
+                return m.contiguous()  # already {0, 1}: no pass, no copy
+            on = m > 0
+        else:
+            on = m > 127
     return on.to(dtype).contiguous()
 
 

@@ -20,6 +20,15 @@ MAJORITY = tl.constexpr(_ref.MAJORITY)
 
 
 @triton.jit
+def _pixel(ptr, offs, mask, U8: tl.constexpr):
+    """float32 pixels, or uint8 ones read as ``float32(v) * float32(1 / 255)``."""
+    if U8:
+        return tl.load(ptr + offs, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+    else:
+        return tl.load(ptr + offs, mask=mask, other=0.0)
+
+
+@triton.jit
 def _tile(t, n, w, BLOCK: tl.constexpr):
     """The tile of flat indices ``t .. t + BLOCK`` of a row-major ``n``-cell grid ``w`` wide: row, column, in range."""
     idx = t + tl.arange(0, BLOCK)
@@ -76,9 +85,10 @@ def _edge(src, img, a, g, da, dg, sp, dp, act, mixed):
 @triton.jit
 def _poisson_kernel(
     out_ptr,  # (B, C, H, W) float32, destination and result
-    orig_ptr,  # (B, C, H, W) float32
+    orig_ptr,  # (B, C, H, W) float32 or uint8
     mask_ptr,  # (B, 1, H, W) float32
-    img_ptr,  # (N, C, Hs, Ws) float32 source images
+    diff_ptr,  # (B, 1, H, W) float32 (unused without HAS_DIFF)
+    img_ptr,  # (N, C, Hs, Ws) float32 or uint8 source images
     sidx_ptr,  # (B,) int32
     sbox_ptr,  # (B, 4) int32 (sy, sx, sh, sw)
     scale_ptr,  # (B, 2) float32
@@ -106,6 +116,9 @@ def _poisson_kernel(
     tol_sum,
     C: tl.constexpr,
     HAS_REGION: tl.constexpr,
+    HAS_DIFF: tl.constexpr,
+    ORIG_U8: tl.constexpr,
+    SRC_U8: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pb = tl.program_id(0).to(tl.int64)
@@ -169,10 +182,10 @@ def _poisson_kernel(
             c1 = tl.minimum(tl.maximum(sx + ix1, 0), WS - 1)
             for c in range(0, C):
                 p = img_ptr + (sk * C + c) * HS * WS
-                p00 = tl.load(p + r0 * WS + c0, mask=ok, other=0.0)
-                p01 = tl.load(p + r0 * WS + c1, mask=ok, other=0.0)
-                p10 = tl.load(p + r1 * WS + c0, mask=ok, other=0.0)
-                p11 = tl.load(p + r1 * WS + c1, mask=ok, other=0.0)
+                p00 = _pixel(p, r0 * WS + c0, ok, SRC_U8)
+                p01 = _pixel(p, r0 * WS + c1, ok, SRC_U8)
+                p10 = _pixel(p, r1 * WS + c0, ok, SRC_U8)
+                p11 = _pixel(p, r1 * WS + c1, ok, SRC_U8)
                 top = p00 + (p01 - p00) * wx_
                 bot = p10 + (p11 - p10) * wx_
                 tl.store(wsrc_ptr + (pb * C + c) * HP * WP + i * WP + j, top + (bot - top) * wy, mask=ok)
@@ -283,15 +296,23 @@ def _poisson_kernel(
             i, j, ok = _tile(t, n, w, BLOCK)
             g = (y0 + i) * W + x0 + j
             changed = tl.zeros([BLOCK], dtype=tl.int1)
+            total = tl.zeros([BLOCK], dtype=tl.float32)
             for c in range(0, C):
                 base = (pb * C + c) * H * W
                 o = tl.load(out_ptr + base + g, mask=ok, other=0.0)
-                changed = changed | (o != tl.load(orig_ptr + base + g, mask=ok, other=0.0))
+                before = _pixel(orig_ptr + base, g, ok, ORIG_U8)
+                changed = changed | (o != before)
+                if c == 0:
+                    total = tl.abs(o - before)
+                else:
+                    total = total + tl.abs(o - before)
             tl.store(mask_ptr + pb * H * W + g, changed.to(tl.float32), mask=ok)
+            if HAS_DIFF:
+                tl.store(diff_ptr + pb * H * W + g, total, mask=ok)
 
 
-def poisson_blend_triton(out, original, mask, source, src_index, src_box, scale, box, mode, region, tol_sum: float,
-                         cycles: int) -> None:
+def poisson_blend_triton(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region,
+                         tol_sum: float, cycles: int) -> None:
     """Same contract as ``anofast.reference.poisson.poisson_blend_reference``."""
     batch, channels, height, width = out.shape
     if batch == 0:
@@ -314,8 +335,9 @@ def poisson_blend_triton(out, original, mask, source, src_index, src_box, scale,
     wsol = torch.empty_like(wsrc)
     wc = torch.empty((batch, hp * wp), dtype=torch.int32, device=dev)
     _poisson_kernel[(batch,)](
-        out, original, mask, source, src_index, src_box, scale, box, mode, mode if region is None else region, nlev,
+        out, original, mask, mask if diff is None else diff, source, src_index, src_box, scale, box, mode, mode if region is None else region, nlev,
         tab, wm, wsrc, wx, wb, wr, wd, wsol, wc, height, width, source.shape[2], source.shape[3], hp, wp, tot, cycles,
         tol_sum,
-        C=channels, HAS_REGION=region is not None, BLOCK=256, enable_fp_fusion=False,
+        C=channels, HAS_REGION=region is not None, HAS_DIFF=diff is not None, ORIG_U8=original.dtype == torch.uint8,
+        SRC_U8=source.dtype == torch.uint8, BLOCK=256, enable_fp_fusion=False,
     )

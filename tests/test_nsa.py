@@ -14,6 +14,7 @@ from PIL import Image
 import anofast
 from anofast import cli
 from anofast._validate import check_images
+from anofast.ops.object_mask import object_mask
 from anofast.synth.nsa import NaturalSynthetic, NSAParams
 from anofast.testing import assert_verbose_equal, make_batch
 
@@ -102,6 +103,64 @@ def test_foreground_restricts_the_anomalies():
     assert out.label.sum() >= 2 and not (out.mask.bool() & (fg == 0)).any()
 
 
+def _objects(batch: int = 4, size: int = 64) -> torch.Tensor:
+    """uint8 textured discs on a dark background (grey level 8), as MVTec hazelnut."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    x = torch.full((batch, 3, size, size), 8, dtype=torch.uint8)
+    for b in range(batch):
+        disc = (yy - size // 2 - 3 * b) ** 2 + (xx - size // 2 + 2 * b) ** 2 < (size // 3) ** 2
+        x[b, :, disc] = torch.randint(60, 220, (3, int(disc.sum())), generator=g, dtype=torch.uint8)
+    return x
+
+
+def test_skip_background_is_nsas_object_mask_as_foreground():
+    images = _objects()
+    obj = object_mask(images, (20, 20), 7)
+    gen = NaturalSynthetic(skip_background=(20, 20), min_object_pct=0.7)
+    out = gen(images, seed=3)
+    _check_contract(out, check_images(images))
+    assert out.label.sum() >= 3 and not (out.mask.bool() & (obj == 0)).any()
+    # the same as handing those object masks over as the foreground (sources: the partner's object mask)
+    same = NaturalSynthetic(min_object_pct=0.7)(images, seed=3, foreground=obj)
+    assert torch.equal(out.image, same.image) and torch.equal(out.mask, same.mask)
+    for b, i in enumerate(out.params["source_index"].tolist()):
+        sy, sx, sh, sw = out.params["src_box"][b, 0].tolist()
+        assert obj[i, 0, sy : sy + sh, sx : sx + sw].mean() > 0.7
+    # intersected with a given foreground, and replayed by apply()
+    half = torch.zeros(4, 1, 64, 64)
+    half[..., :, :32] = 1
+    both = gen(images, seed=3, foreground=half)
+    assert not (both.mask.bool() & ((obj == 0) | (half == 0))).any()
+    assert torch.equal(gen.apply(images, gen.sample_params(4, 3, size=(64, 64), foreground=obj)).image, out.image)
+
+
+def test_skip_background_with_a_pool_takes_patches_from_the_pool_objects():
+    pool = _objects(3, 64)
+    obj = object_mask(pool, (20, 20), 7)
+    gen = NaturalSynthetic(skip_background=[(20, 20)], min_object_pct=0.7, source=pool)
+    out = gen(_objects(2, 64), seed=1)
+    assert out.label.sum() >= 1
+    for b, i in enumerate(out.params["source_index"].tolist()):
+        sy, sx, sh, sw = out.params["src_box"][b, 0].tolist()
+        assert obj[i, 0, sy : sy + sh, sx : sx + sw].mean() > 0.7
+
+
+def test_nsa_mvtec_presets_follow_train_mvtec():
+    hazelnut = NaturalSynthetic.nsa_mvtec("hazelnut")
+    assert hazelnut.config() | {"source": None} == NaturalSynthetic(
+        width_bounds=((0.03, 0.35), (0.03, 0.35)), min_object_pct=0.7, min_overlap_pct=0.25, num_patches=3,
+        label_mode="logistic-intensity", intensity_logistic_params=(1 / 12, 24), skip_background=(20, 20)).config()
+    screw = NaturalSynthetic.nsa_mvtec("screw", label_mode="binary")
+    assert (screw.num_patches, screw.skip_background, screw.label_mode) == (4, ((200.0, 60.0),), "binary")
+    assert screw.width_bounds == ((0.03, 0.12), (0.03, 0.12)) and screw.intensity_logistic_params == (1.0, 3.0)
+    wood = NaturalSynthetic.nsa_mvtec("wood")
+    assert (wood.skip_background, wood.resize_bounds, wood.num_patches) == (None, (0.5, 2.0), 4)
+    assert NaturalSynthetic.nsa_mvtec("cable").width_bounds == ((0.05, 0.4), (0.05, 0.4))
+    with pytest.raises(ValueError, match="category"):
+        NaturalSynthetic.nsa_mvtec("banana")
+
+
 @pytest.mark.parametrize("mode", ["intensity", "logistic-intensity"])
 def test_soft_labels(mode):
     images = _images(3, 48)
@@ -156,6 +215,11 @@ def test_bad_inputs():
         NaturalSynthetic(label_mode="soft")
     with pytest.raises(TypeError, match="source"):
         NaturalSynthetic(source="folder")
+    for bad in ((20,), [], [(20, -1)], "dark", (float("nan"), 20)):
+        with pytest.raises((TypeError, ValueError), match="skip_background"):
+            NaturalSynthetic(skip_background=bad)
+    with pytest.raises(ValueError, match="foreground"):
+        gen.sample_params(2, 0, size=(32, 32), foreground=torch.ones(2, 1, 16, 32))
     with pytest.raises(TypeError, match="params"):
         gen.apply(images, {"box": 1})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="params"):

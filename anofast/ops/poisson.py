@@ -34,13 +34,15 @@ def poisson_blend(
     out: Tensor | None = None,
     original: Tensor | None = None,
     mask: Tensor | None = None,
+    diff: Tensor | None = None,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Clones a resampled source rectangle into each image by solving the Poisson equation on the patch.
 
     Args:
         images: ``(B, C, H, W)`` float32 destination images.
-        source: ``(N, C, Hs, Ws)`` float32 source images (e.g. the batch itself, or a pool).
+        source: ``(N, C, Hs, Ws)`` float32 source images (e.g. the batch itself, or a pool), or uint8 read as
+            ``float32(v) * float32(1 / 255)`` (the bits of :func:`~anofast._validate.check_images`' conversion).
         src_index: ``(B,)`` int32/int64 index into ``source`` of each sample's source image.
         src_box: ``(B, 4)`` int32 ``(sy, sx, sh, sw)`` source rectangle, resampled bilinearly to ``(h, w)``.
         box: ``(B, 4)`` int32 ``(y0, x0, h, w)``: the patch covers rows ``y0 .. y0+h-1`` and columns
@@ -53,9 +55,12 @@ def poisson_blend(
         cycles: multigrid V-cycles (fixed; 6 give a max error below 1 grey level on 200 px patches, ~0.2 on
             NSA's typical 67 px ones).
         out: where to write (default a copy of ``images``); may be ``images`` itself (in place).
-        original: the images the mask compares with (default ``images``; required when ``out is images``).
+        original: the images the mask compares with (default ``images``; required when ``out is images``), float32
+            or uint8 (read as ``source``).
         mask: ``(B, 1, H, W)`` float32 to update (default zeros): rewritten over every box as
             ``any_c(out != original)``, so after several rounds it is exactly the set of changed pixels.
+        diff: optional ``(B, 1, H, W)`` float32 to update like ``mask`` with ``sum_c |out - original|`` (summed in
+            channel order): from zeros, after several rounds the summed absolute change of every pixel.
         backend: ``auto``, ``reference``, ``cpp`` (CPU) or ``triton`` (CUDA).
 
     Returns:
@@ -74,7 +79,7 @@ def poisson_blend(
         raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
     batch, channels, height, width = images.shape
     dev = images.device
-    source = _check("source", source, (torch.float32,), 4, dev)
+    source = _check("source", source, (torch.float32, torch.uint8), 4, dev)
     if source.shape[1] != channels or source.shape[0] == 0:
         raise ValueError(f"source must have shape (N >= 1, {channels}, Hs, Ws), got {tuple(source.shape)}")
     hs, ws = source.shape[2:]
@@ -120,7 +125,7 @@ def poisson_blend(
         if out is images:
             raise ValueError("original is required when blending in place (out is images)")
         original = images
-    original = _check("original", original, (torch.float32,), 4, dev)
+    original = _check("original", original, (torch.float32, torch.uint8), 4, dev)
     if original.shape != images.shape:
         raise ValueError(f"original must have shape {tuple(images.shape)}, got {tuple(original.shape)}")
     if mask is None:
@@ -128,12 +133,16 @@ def poisson_blend(
     elif (not isinstance(mask, Tensor) or mask.dtype != torch.float32 or tuple(mask.shape) != (batch, 1, height, width)
           or mask.device != dev or not mask.is_contiguous()):
         raise ValueError(f"mask must be a contiguous ({batch}, 1, {height}, {width}) float32 tensor on {dev}")
+    if diff is not None and (not isinstance(diff, Tensor) or diff.dtype != torch.float32
+                             or tuple(diff.shape) != (batch, 1, height, width) or diff.device != dev
+                             or not diff.is_contiguous()):
+        raise ValueError(f"diff must be a contiguous ({batch}, 1, {height}, {width}) float32 tensor on {dev}")
     # sh / h and sw / w: one float32 division on the host, so no kernel divides.
     hw = bc[:, 2:4].to(torch.float32)
     scale = torch.where(hw > 0, sc[:, 2:4].to(torch.float32) / hw.clamp(min=1), 0.0).to(dev)
     tol_sum = float(np.float32(np.float32(tol) * np.float32(channels)))
-    dispatch("poisson_blend", dev, backend)(out, original, mask, source, src_index, src_box, scale, box, mode, region,
-                                            tol_sum, cycles)
+    dispatch("poisson_blend", dev, backend)(out, original, mask, diff, source, src_index, src_box, scale, box, mode,
+                                            region, tol_sum, cycles)
     return out, mask
 
 
@@ -154,10 +163,11 @@ def _load_cpp():
 
     fn = cpp_module().poisson_blend_cpu
 
-    def poisson_blend_cpp(out, original, mask, source, src_index, src_box, scale, box, mode, region, tol_sum, cycles):
-        fn(out.numpy(), original.numpy(), mask.numpy(), source.numpy(), src_index.numpy(), src_box.numpy(),
-           scale.numpy(), box.numpy(), mode.numpy(), None if region is None else region.numpy(), tol_sum, cycles,
-           num_threads())
+    def poisson_blend_cpp(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region, tol_sum,
+                          cycles):
+        fn(out.numpy(), original.numpy(), mask.numpy(), None if diff is None else diff.numpy(), source.numpy(),
+           src_index.numpy(), src_box.numpy(), scale.numpy(), box.numpy(), mode.numpy(),
+           None if region is None else region.numpy(), tol_sum, cycles, num_threads())
 
     return poisson_blend_cpp
 

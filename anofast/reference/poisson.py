@@ -193,13 +193,15 @@ def guidance(src: Tensor, dest: Tensor, mode: Tensor) -> Tensor:
 
 
 def poisson_blend_reference(
-    out: Tensor, original: Tensor, mask: Tensor, source: Tensor, src_index: Tensor, src_box: Tensor, scale: Tensor,
-    box: Tensor, mode: Tensor, region: Tensor | None, tol_sum: float, cycles: int,
+    out: Tensor, original: Tensor, mask: Tensor, diff: Tensor | None, source: Tensor, src_index: Tensor,
+    src_box: Tensor, scale: Tensor, box: Tensor, mode: Tensor, region: Tensor | None, tol_sum: float, cycles: int,
 ) -> None:
     """Blends in place: ``out`` (B, C, H, W) float32 is the destination and receives the result; ``mask``
-    (B, 1, H, W) float32 is rewritten over each box as ``any_c(out != original)``.
+    (B, 1, H, W) float32 is rewritten over each box as ``any_c(out != original)``, and ``diff`` (optional, the same
+    shape) as ``sum_c |out - original|`` in channel order.
 
-    ``source`` (N, C, Hs, Ws) float32, ``src_index`` (B,) int32, ``src_box`` (B, 4) int32 ``(sy, sx, sh, sw)``,
+    ``original`` and ``source`` (N, C, Hs, Ws) are float32, or uint8 read as ``float32(v) * float32(1 / 255)``;
+    ``src_index`` (B,) int32, ``src_box`` (B, 4) int32 ``(sy, sx, sh, sw)``,
     ``scale`` (B, 2) float32 ``(sh / h, sw / w)``, ``box`` (B, 4) int32 ``(y0, x0, h, w)``, ``mode`` (B,) int32
     (0 normal, 1 mixed), ``region`` (B, 1, H, W) uint8 (destination space), ``tol_sum`` a float32 value (the change
     threshold summed over channels), ``cycles`` V-cycles. Arguments are checked by the caller.
@@ -207,6 +209,10 @@ def poisson_blend_reference(
     batch, channels, height, width = out.shape
     if batch == 0 or int(box[:, 2].max()) == 0:
         return
+    if source.dtype == torch.uint8:
+        source = source.to(torch.float32).mul_(1.0 / 255.0)
+    if original.dtype == torch.uint8:
+        original = original.to(torch.float32).mul_(1.0 / 255.0)
     hp, wp = int(box[:, 2].max()), int(box[:, 3].max())
     rows, cols, inside = _canvas_index(box, hp, wp, height, width)
     bi = torch.arange(batch, device=out.device).view(batch, 1, 1).expand(batch, hp, wp)
@@ -225,10 +231,10 @@ def poisson_blend_reference(
     o = x.view(batch, channels, hp, wp)
     o = torch.where(o > 0, o, 0.0)
     o = torch.where(o < 1, o, 1.0)
-    diff = (o - dest).abs()
-    total = diff[:, 0]
+    step = (o - dest).abs()
+    total = step[:, 0]
     for c in range(1, channels):
-        total = total + diff[:, c]
+        total = total + step[:, c]
     cand = (masks[0] & (total > tol_sum)).to(torch.float32).unsqueeze(1)
     votes = F.conv2d(F.pad(cand, (2, 2, 2, 2)), torch.ones(1, 1, 5, 5, device=cand.device))
     sel = masks[0] & (votes[:, 0] >= MAJORITY)
@@ -236,7 +242,14 @@ def poisson_blend_reference(
     bi, r, c = bi[inside], rows[inside], cols[inside]
     vals = blended.permute(0, 2, 3, 1)[inside]  # (n, C)
     out[bi, :, r, c] = vals
-    mask[bi, 0, r, c] = (vals != original[bi, :, r, c]).any(dim=1).to(mask.dtype)
+    before = original[bi, :, r, c]
+    mask[bi, 0, r, c] = (vals != before).any(dim=1).to(mask.dtype)
+    if diff is not None:
+        change = (vals - before).abs()
+        total = change[:, 0]
+        for ch in range(1, channels):
+            total = total + change[:, ch]
+        diff[bi, 0, r, c] = total
 
 
 @register_impl("poisson_blend", "reference")

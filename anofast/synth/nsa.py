@@ -11,16 +11,21 @@ change exceeds ``tol`` grey levels after a 5x5 majority vote (NSA's median filte
 input value, so ``mask`` is exactly the changed pixels. ``label_mode="logistic-intensity"`` (or ``"intensity"``)
 adds NSA's soft label as ``params["soft_label"]`` ``(B, 1, H, W)``.
 
+NSA's object masks (``skip_background``: a fixed grey-level threshold, median filtered) are the
+:func:`~anofast.ops.object_mask.object_mask` op, computed in every call when the generator has ``skip_background``;
+:meth:`NaturalSynthetic.nsa_mvtec` sets them (and the rest of ``train_mvtec.py``'s settings) per MVTec AD class.
+
 Every random quantity is drawn from the counter RNG on ``Stream.NSA``, keyed by the per-sample seed. With a pool
 source a sample does not depend on the rest of the batch; with batch sources it depends on its partner image.
-Differences from ``patch_ex`` (documented choices): rejection sampling evaluates NSA's 200 candidate centres at once
-and keeps the first feasible one; the destination test is the foreground fraction inside the destination box
+Differences from ``patch_ex`` (documented choices): rejection sampling draws NSA's 200 candidate centres at once
+and keeps the first feasible one (testing the first few for every patch, the rest only where none of those fits); the destination test is the foreground fraction inside the destination box
 (> ``min_overlap_pct``); the Poisson domain is the destination foreground inside the box; mixed gradients pick per
 edge and channel the larger-magnitude gradient (Pérez et al.), where OpenCV compares ``|gx - gy|``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,7 +36,9 @@ from torch import Tensor
 from anofast import _rng
 from anofast._rng import Stream
 from anofast._validate import check_images, check_mask, check_probability, check_range
+from anofast.ops.integral import integral_image
 from anofast.ops.median import masked_median
+from anofast.ops.object_mask import background_pairs, object_mask
 from anofast.ops.poisson import MIXED, NORMAL, poisson_blend
 from anofast.ops.rng import rng_normal, rng_uniform
 from anofast.types import AnomalyBatch
@@ -47,7 +54,26 @@ _PATCH0 = 16
 _STRIDE = 1024
 _COIN, _GAMMA1, _GAMMA2, _SRC_CAND, _DST_CAND = 0, 1, 5, 16, 512  # offsets inside a patch block (gamma: 4 each)
 _CANDIDATES = 200  # NSA's attempts for the source and the destination centre
+_PROBE = 16  # candidates tested first (most rows find a feasible one among them); the rest only where none did
 _MIN_PIXELS = 50  # NSA skips a patch whose blend mask has fewer pixels (seamlessClone would fail)
+_OBJECT_MEDIAN = 7  # NSA's median filter of its object masks (cv2.medianBlur(mask, 7))
+# NSA's per-class settings (train_mvtec.py: WIDTH_BOUNDS_PCT, NUM_PATCHES, INTENSITY_LOGISTIC_PARAMS, MIN_OBJECT_PCT,
+# MIN_OVERLAP_PCT, BACKGROUND; textures resize in [0.5, 2]). Classes missing from a table keep the defaults.
+_MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
+_MVTEC_OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor",
+                  "zipper")
+_W4, _W2 = (0.03, 0.4), (0.03, 0.2)
+_MVTEC_WIDTH = {"cable": ((0.05, 0.4), (0.05, 0.4)), "capsule": ((0.03, 0.15), _W4), "hazelnut": ((0.03, 0.35),) * 2,
+                "pill": (_W2, _W4), "screw": ((0.03, 0.12),) * 2, "toothbrush": (_W4, _W2), "zipper": (_W4, _W2)}
+_MVTEC_PATCHES = {"screw": 4, "zipper": 4, **{c: 4 for c in _MVTEC_TEXTURES}}
+_MVTEC_LOGISTIC = {"bottle": (1 / 12, 24), "cable": (1 / 12, 24), "capsule": (1 / 2, 4), "hazelnut": (1 / 12, 24),
+                   "metal_nut": (1 / 3, 7), "pill": (1 / 3, 7), "screw": (1, 3), "toothbrush": (1 / 6, 15),
+                   "transistor": (1 / 6, 15), "zipper": (1 / 6, 15), "wood": (1 / 6, 15),
+                   **{c: (1 / 3, 7) for c in ("carpet", "grid", "leather", "tile")}}
+_MVTEC_OBJECT_PCT = {"bottle": 0.7, "capsule": 0.7, "hazelnut": 0.7, "metal_nut": 0.5, "pill": 0.7, "screw": 0.5,
+                     "toothbrush": 0.25, "zipper": 0.7}
+_MVTEC_BACKGROUND = {"bottle": (200, 60), "screw": (200, 60), "capsule": (200, 60), "zipper": (200, 60),
+                     "hazelnut": (20, 20), "pill": (20, 20), "toothbrush": (20, 20), "metal_nut": (20, 20)}
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,10 @@ class NaturalSynthetic:
         label_mode: ``"binary"`` (the mask), or NSA's ``"intensity"`` / ``"logistic-intensity"`` soft label, returned
             as ``params["soft_label"]``.
         intensity_logistic_params: ``(k, x0)`` of the logistic label.
+        skip_background: NSA's object masks: a ``(brightness, threshold)`` pair (or a list of pairs): a pixel is
+            on the object where ``|mean_c(x) - brightness| > threshold`` in grey levels (for every pair), median
+            filtered 7x7 (:func:`~anofast.ops.object_mask.object_mask`), computed in every call for the images
+            (and the pool). It acts as a ``foreground`` (intersected with one given to the call).
         source: ``None`` (patches from another image of the batch) or an ``(N, C, h, w)`` pool of normal images
             (float in [0, 1] or uint8; resized once to the image size).
         cycles: multigrid V-cycles of the Poisson solve.
@@ -114,6 +144,7 @@ class NaturalSynthetic:
         tol: float = 1.0,
         label_mode: LabelMode = "binary",
         intensity_logistic_params: tuple[float, float] = (1 / 6, 20),
+        skip_background: tuple[float, float] | list[tuple[float, float]] | None = None,
         source: Tensor | None = None,
         cycles: int = 6,
         allow_self: bool = False,
@@ -145,6 +176,7 @@ class NaturalSynthetic:
             raise ValueError(f"label_mode must be 'binary', 'intensity' or 'logistic-intensity', got {label_mode!r}")
         self.label_mode = label_mode
         self.intensity_logistic_params = (float(intensity_logistic_params[0]), float(intensity_logistic_params[1]))
+        self.skip_background = _check_background(skip_background)
         if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
             raise ValueError(f"cycles must be an int >= 0, got {cycles!r}")
         self.cycles = cycles
@@ -178,6 +210,26 @@ class NaturalSynthetic:
         return cls(source=source, **{**kw, **overrides})
 
     @classmethod
+    def nsa_mvtec(cls, category: str, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
+        """NSA as ``train_mvtec.py`` trains MVTec AD ``category`` ("Shift-Intensity", the paper's NSA): normal
+        clone, logistic-intensity label, and the class's half-width bounds, patch count, logistic parameters, object
+        / overlap fractions, object masks (``skip_background``) and, for textures, resize bounds [0.5, 2]. Pass
+        ``label_mode="binary"`` for "Shift", ``"intensity"`` for "Shift-Raw-Intensity", ``blend="mixed"`` for the
+        "-M" settings."""
+        if category not in _MVTEC_OBJECTS + _MVTEC_TEXTURES:
+            raise ValueError(f"category must be an MVTec AD class ({', '.join(_MVTEC_OBJECTS + _MVTEC_TEXTURES)}), "
+                             f"got {category!r}")
+        kw: dict[str, Any] = {
+            "blend": "normal", "label_mode": "logistic-intensity", "width_bounds": _MVTEC_WIDTH.get(category, (_W4, _W4)),
+            "num_patches": _MVTEC_PATCHES.get(category, 3), "intensity_logistic_params": _MVTEC_LOGISTIC[category],
+            "min_object_pct": _MVTEC_OBJECT_PCT.get(category, 0.25), "min_overlap_pct": 0.25,
+            "skip_background": _MVTEC_BACKGROUND.get(category),
+        }
+        if category in _MVTEC_TEXTURES:
+            kw["resize_bounds"] = (0.5, 2.0)
+        return cls(source=source, **{**kw, **overrides})
+
+    @classmethod
     def shift(cls, source: Tensor | None = None, **overrides: Any) -> NaturalSynthetic:
         """No Poisson solve: the resized patch is pasted (``patch_ex`` mode ``swap``, CutPaste-like), keeping the
         patch's 1-pixel border."""
@@ -190,6 +242,7 @@ class NaturalSynthetic:
             "gamma_params": list(self.gamma_params), "resize_bounds": list(self.resize_bounds),
             "min_object_pct": self.min_object_pct, "min_overlap_pct": self.min_overlap_pct, "tol": self.tol,
             "label_mode": self.label_mode, "intensity_logistic_params": list(self.intensity_logistic_params),
+            "skip_background": None if self.skip_background is None else [list(p) for p in self.skip_background],
             "source": None if self._pool is None else f"tensor{tuple(self._pool.shape)}", "cycles": self.cycles,
             "allow_self": self.allow_self,
         }
@@ -226,9 +279,14 @@ class NaturalSynthetic:
             mode = torch.where(u[:, _MODE] < 0.5, NORMAL, MIXED).to(torch.int32)
         else:
             mode = torch.full((b,), MIXED if self.blend == "mixed" else NORMAL, dtype=torch.int32)
-        dst_sat = _integral(foreground.cpu()) if foreground is not None else None
+        if foreground is not None:
+            foreground = check_mask(foreground, "foreground", _like(foreground, b, height, width), torch.uint8)
+        dst_sat = None if foreground is None else integral_image(foreground, backend=self.backend).cpu()
         if source_foreground is not None:
-            src_sat = _integral(source_foreground.cpu())
+            n = source_foreground.shape[0] if isinstance(source_foreground, Tensor) else 0
+            source_foreground = check_mask(source_foreground, "source_foreground",
+                                           _like(source_foreground, n, height, width), torch.uint8)
+            src_sat = integral_image(source_foreground, backend=self.backend).cpu()
         elif self._pool is None and dst_sat is not None:
             src_sat = dst_sat
         else:
@@ -269,10 +327,14 @@ class NaturalSynthetic:
         x1, x2 = (c2 - hw2[:, None]).clamp(0, width), (c2 + hw2[:, None]).clamp(0, width)
         ok = (y2 > y1) & (x2 > x1)
         if src_sat is not None:
-            frac = _box_sum(src_sat, y1, x1, y2, x2, rows=index) / ((y2 - y1) * (x2 - x1)).clamp(min=1)
-            ok &= frac > self.min_object_pct
-        first = _first(ok)
-        found = ok.any(1)
+            def enough_object(r: Tensor, c: slice) -> Tensor:
+                ya, xa, yb, xb = y1[r, c], x1[r, c], y2[r, c], x2[r, c]
+                area = ((yb - ya) * (xb - xa)).clamp(min=1)
+                return _box_sum(src_sat, ya, xa, yb, xb, rows=index[r]) / area > self.min_object_pct
+
+            first, found = _first_where(ok, enough_object)
+        else:
+            first, found = _first(ok), ok.any(1)
         pick = lambda t: t.gather(1, first[:, None])[:, 0]  # noqa: E731
         sy, sx, sh, sw = pick(y1), pick(x1), pick(y2) - pick(y1), pick(x2) - pick(x1)
         # resize (NSA's order of clips; its min/max half-widths bound the full size)
@@ -292,14 +354,17 @@ class NaturalSynthetic:
         dok = ((hi_y > lo_y) & (hi_x > lo_x))[:, None].expand_as(ty).clone()
         interior = ((nh - 2).clamp(min=0) * (nw - 2).clamp(min=0))[:, None]
         if dst_sat is not None:
-            fg = _box_sum(dst_sat, ty, tx, ty + nh[:, None], tx + nw[:, None], rows=rows)
-            dok &= fg / (nh * nw).clamp(min=1)[:, None] > self.min_overlap_pct
-            inner = _box_sum(dst_sat, ty + 1, tx + 1, ty + nh[:, None] - 1, tx + nw[:, None] - 1, rows=rows)
-            dok &= inner >= _MIN_PIXELS
+            def enough_overlap(r: Tensor, c: slice) -> Tensor:
+                y, x, h, w = ty[r, c], tx[r, c], nh[r, None], nw[r, None]
+                fg = _box_sum(dst_sat, y, x, y + h, x + w, rows=rows[r])
+                inner = _box_sum(dst_sat, y + 1, x + 1, y + h - 1, x + w - 1, rows=rows[r])
+                return (fg / (h * w).clamp(min=1) > self.min_overlap_pct) & (inner >= _MIN_PIXELS)
+
+            dfirst, dfound = _first_where(dok, enough_overlap)
         else:
             dok &= interior >= _MIN_PIXELS
-        dfirst = _first(dok)
-        found &= dok.any(1)
+            dfirst, dfound = _first(dok), dok.any(1)
+        found &= dfound
         y0, x0 = ty.gather(1, dfirst[:, None])[:, 0], tx.gather(1, dfirst[:, None])[:, 0]
         src_box = torch.stack((sy, sx, sh, sw), 1).to(torch.int32)
         box = torch.stack((y0, x0, nh, nw), 1).to(torch.int32)
@@ -320,18 +385,41 @@ class NaturalSynthetic:
         Returns:
             :class:`~anofast.AnomalyBatch`: ``mask`` is exactly the changed pixels.
         """
+        raw = images
         images = check_images(images)
-        if foreground is not None:
-            foreground = check_mask(foreground, "foreground", images)
-        params = self.sample_params(images.shape[0], seed, size=tuple(images.shape[-2:]), foreground=foreground)
-        return self._apply(images, params, foreground)
+        foreground = self._foreground(raw, images, foreground)
+        params = self.sample_params(images.shape[0], seed, size=tuple(images.shape[-2:]), foreground=foreground,
+                                    source_foreground=self._source_foreground(images))
+        return self._apply(images, params, foreground, raw)
 
     def apply(self, images: Tensor, params: NSAParams, *, foreground: Tensor | None = None) -> AnomalyBatch:
         """Applies drawn parameters: a pure function of ``(images, params, foreground)``."""
+        raw = images
         images = check_images(images)
+        return self._apply(images, params, self._foreground(raw, images, foreground), raw)
+
+    def _foreground(self, raw: Tensor, images: Tensor, foreground: Tensor | None) -> Tensor | None:
+        """The call's ``(B, 1, H, W)`` uint8 {0, 1} foreground: the given one, NSA's object masks of the images
+        (``skip_background``; from the uint8 input when given as such), or both intersected."""
         if foreground is not None:
-            foreground = check_mask(foreground, "foreground", images)
-        return self._apply(images, params, foreground)
+            foreground = check_mask(foreground, "foreground", images, torch.uint8)
+        if self.skip_background is None:
+            return foreground
+        obj = object_mask(raw if raw.dtype == torch.uint8 else images, self.skip_background, _OBJECT_MEDIAN,
+                          backend=self.backend).to(torch.uint8)
+        return obj if foreground is None else obj.mul_(foreground)
+
+    def _source_foreground(self, images: Tensor) -> Tensor | None:
+        """NSA's object masks of the pool (``skip_background`` with ``source=``), cached per size and device."""
+        if self._pool is None or self.skip_background is None:
+            return None
+        c, size = images.shape[1], tuple(images.shape[-2:])
+        key = (c, *size, str(images.device), "object")
+        obj = self._pool_cache.get(key)
+        if obj is None:
+            obj = self._pool_cache[key] = object_mask(self._source(images), self.skip_background, _OBJECT_MEDIAN,
+                                                      backend=self.backend).to(torch.uint8)
+        return obj
 
     def _source(self, images: Tensor) -> Tensor:
         if self._pool is None:
@@ -348,7 +436,9 @@ class NaturalSynthetic:
             pool = self._pool_cache[key] = pool.to(images.device).contiguous()
         return pool
 
-    def _apply(self, images: Tensor, params: NSAParams, foreground: Tensor | None) -> AnomalyBatch:
+    def _apply(self, images: Tensor, params: NSAParams, foreground: Tensor | None, raw: Tensor) -> AnomalyBatch:
+        """``images``: the float32 batch from :func:`check_images`; ``raw``: the input as given. uint8 input is read
+        as such by the Poisson op (its conversion is then the output buffer: no copy)."""
         if not isinstance(params, NSAParams):
             raise TypeError(f"params must be NSAParams from sample_params, got {type(params).__name__}")
         batch = images.shape[0]
@@ -356,42 +446,42 @@ class NaturalSynthetic:
             raise ValueError(f"params are for {len(params)} images of {params.size}, got {batch} of "
                              f"{tuple(images.shape[-2:])}")
         dev = images.device
-        out = images.clone()
+        if raw.dtype == torch.uint8:  # images is our own conversion: it becomes the output; the kernels read raw
+            original = raw.contiguous()
+            out = images
+        else:
+            original, out = images, images.clone()
         mask = torch.zeros((batch, 1, *images.shape[-2:]), dtype=torch.float32, device=dev)
-        source = self._source(images)
+        diff = None if self.label_mode == "binary" else torch.zeros_like(mask)
+        source = original if self._pool is None else self._source(images)
         cycles = 0 if self.blend == "swap" else self.cycles
         index, mode = params.source_index.to(dev), params.mode.to(dev)
-        region = None if foreground is None else foreground.to(torch.uint8)  # uint8 once: cheap to re-check per patch
+        region = foreground  # uint8 {0, 1}: poisson_blend re-checks it with one max per patch round
         for k in range(params.box.shape[1]):
             box = params.box[:, k]
             if not bool((box[:, 2] > 0).any()):
                 continue
             poisson_blend(out, source, index, params.src_box[:, k].contiguous().to(dev), box.contiguous().to(dev),
-                          mode, region=region, tol=self.tol / 255.0, cycles=cycles, out=out, original=images,
-                          mask=mask, backend=self.backend)
+                          mode, region=region, tol=self.tol / 255.0, cycles=cycles, out=out, original=original,
+                          mask=mask, diff=diff, backend=self.backend)
         label = mask.flatten(1).amax(1).to(torch.int64)
         record: dict[str, Any] = {
             "seed": params.seeds.cpu(), "source_index": params.source_index.cpu(), "mode": params.mode.cpu(),
             "patches": (params.box[:, :, 2] > 0).sum(1), "src_box": params.src_box.cpu(), "box": params.box.cpu(),
             "scale": params.scale.cpu(),
         }
-        if self.label_mode != "binary":
-            record["soft_label"] = self._soft_label(out, images, mask)
+        if diff is not None:
+            record["soft_label"] = self._soft_label(diff, mask, out.shape[1])
         return AnomalyBatch(image=out, mask=mask, label=label, params=record)
 
-    def _soft_label(self, out: Tensor, images: Tensor, mask: Tensor) -> Tensor:
-        """NSA's intensity label: mean |change| in grey levels, median over a disk of radius 5, optionally mapped by
+    def _soft_label(self, diff: Tensor, mask: Tensor, channels: int) -> Tensor:
+        """NSA's intensity label from ``diff`` = sum_c |out - input| (the Poisson op's, 0 off the mask): the mean
+        |change| in grey levels, ``sum / C * 255``, median over a disk of radius 5 at mask pixels, optionally mapped by
         ``mask / (1 + exp(-k (x - x0)))``."""
-        # The mean |change| over the channels, summed in channel order then divided by C (what Tensor.mean computes
-        # on the CPU, and the same bits on every device), one channel at a time: no full-size temporary. Below,
-        # mask / (1.0 + torch.exp(-k * (label - x0))) * mask in place.
-        channels = out.shape[1]
-        diff = torch.sub(out[:, :1], images[:, :1]).abs_()
-        for c in range(1, channels):
-            diff += torch.sub(out[:, c : c + 1], images[:, c : c + 1]).abs_()
-        diff = diff.div_(channels).mul_(255.0).mul_(mask)
-        # The label is multiplied by the mask: the median is only needed at mask pixels (0 elsewhere).
-        label = masked_median(diff, mask, 5, backend=self.backend)
+        # x -> x / C * 255 never decreases (each float operation rounds monotonically), so the median of the mapped
+        # values is the mapped median: the map runs on the median only, with the bits of mapping first (what
+        # Tensor.mean(1) * 255 computes on the CPU). Below, mask / (1.0 + torch.exp(-k * (label - x0))) * mask.
+        label = masked_median(diff, mask, 5, backend=self.backend).div_(channels).mul_(255.0)
         if self.label_mode == "logistic-intensity":
             k, x0 = self.intensity_logistic_params
             z = label.sub_(x0).mul_(-k).exp_().add_(1.0)
@@ -399,14 +489,25 @@ class NaturalSynthetic:
         return label.mul_(mask)
 
 
-def _integral(mask: Tensor) -> Tensor:
-    """``(B, H + 1, W + 1)`` int32 summed-area table of a ``(B, 1, H, W)`` mask (exact below 2**31 pixels)."""
-    return F.pad((mask[:, 0] > 0.5).cumsum(2, dtype=torch.int32).cumsum_(1), (1, 0, 1, 0))
+def _check_background(value: Any) -> tuple[tuple[float, float], ...] | None:
+    """``skip_background`` as a tuple of ``(brightness, threshold)`` pairs (None: no object masks)."""
+    if value is None:
+        return None
+    try:
+        return tuple((float(b), float(t)) for b, t in background_pairs(value))
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"skip_background: {e}") from None
+
+
+def _like(mask: Any, batch: int, height: int, width: int) -> Tensor:
+    """A stand-in ``(batch, 1, height, width)`` tensor on the mask's device for :func:`check_mask` (no storage)."""
+    dev = mask.device if isinstance(mask, Tensor) else "cpu"
+    return torch.empty((), device=dev).expand(batch, 1, height, width)
 
 
 def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor) -> Tensor:
     """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(N, K)`` boxes (empty or inverted boxes give 0), in the
-    table of sample ``rows[i]`` for row ``i``."""
+    summed-area table ``sat`` (:func:`~anofast.ops.integral.integral_image`) of sample ``rows[i]`` for row ``i``."""
     _, hp1, wp1 = sat.shape
     y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
     x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
@@ -420,8 +521,25 @@ def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: 
     return (at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)).to(torch.float64)
 
 
+def _first_where(ok: Tensor, test: Callable[[Tensor, slice], Tensor]) -> tuple[Tensor, Tensor]:
+    """``(_first(hit), hit.any(1))`` of ``hit = ok & test(all rows, all columns)``, where ``test(rows, columns)``
+    (the costly box sums) runs on the first ``_PROBE`` candidates of every row, then on the rest only for the rows
+    without a hit: the same result, and most rows hit early."""
+    n, k = ok.shape
+    head = slice(0, min(_PROBE, k))
+    hit = ok[:, head] & test(torch.arange(n), head)
+    first, found = _first(hit), hit.any(1)
+    if k > _PROBE and not bool(found.all()):
+        miss = (~found).nonzero()[:, 0]
+        tail = slice(_PROBE, k)
+        hit = ok[miss, tail] & test(miss, tail)
+        first[miss] = _PROBE + _first(hit)
+        found[miss] = hit.any(1)
+    return first, found
+
+
 def _first(ok: Tensor) -> Tensor:
-    """Index of the first True per row (0 when none)."""
+    """Index of the first True per row (the last index when none)."""
     k = ok.shape[1]
     idx = torch.where(ok, torch.arange(k).view(1, -1), k)
     return idx.min(1).values.clamp(max=k - 1)

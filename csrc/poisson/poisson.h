@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/simd.h"
@@ -43,7 +44,7 @@ struct Level {
 // Reused per thread: no allocation once the sizes have been seen.
 struct Workspace {
   std::vector<Level> lv;
-  std::vector<float> r, tmp, dest, sol, src;
+  std::vector<float> r, tmp, dest, sol, src, rect;
   std::vector<int32_t> cand, rowsum;
 };
 
@@ -313,10 +314,62 @@ ANOFAST_POISSON_CLONES inline void resample(float* dst, const float* img, int64_
   }
 }
 
-// Blends one patch of one sample. out/original: (C, H, W); mask, region: (H, W); img: the source image (C, hs, ws).
-ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, const float* original, float* mask, const uint8_t* region,
-                        const float* img, int64_t C, int64_t H, int64_t W, int64_t hs, int64_t wsz, const int32_t* sbox,
-                        float scy, float scx, const int32_t* box, bool mixed, float tol_sum, int cycles) {
+// uint8 images read as float32 v * (1/255): the bits of the Python wrapper's (and check_images') conversion.
+constexpr float kInv255 = 1.0f / 255.0f;
+
+// An image that is float32 or uint8 (exactly one pointer set).
+struct Image {
+  const float* f = nullptr;
+  const uint8_t* u8 = nullptr;
+  Image at(int64_t offset) const { return {f ? f + offset : nullptr, u8 ? u8 + offset : nullptr}; }
+};
+
+// The source rectangle (sy, sx, sh, sw) of a uint8 (C, hs, ws) image as float32 (C, sh, sw) in buf.
+inline void rect_to_float(std::vector<float>& buf, const uint8_t* img, int64_t C, int64_t hs, int64_t wsz, int64_t sy,
+                          int64_t sx, int64_t sh, int64_t sw) {
+  buf.resize(C * sh * sw);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < sh; ++i) {
+      const uint8_t* q = img + (c * hs + sy + i) * wsz + sx;
+      float* d = buf.data() + (c * sh + i) * sw;
+      for (int64_t j = 0; j < sw; ++j) d[j] = static_cast<float>(q[j]) * kInv255;
+    }
+}
+
+// mask (and diff) over the box rows: any_c(out != original) and sum_c |out - original| in channel order.
+template <typename T>
+inline void mark_changes(const float* out, const T* original, float* mask, float* diff, int64_t C, int64_t H,
+                         int64_t W, int64_t y0, int64_t x0, int64_t h, int64_t w) {
+  auto load = [](T v) -> float {
+    if constexpr (std::is_same_v<T, uint8_t>) return static_cast<float>(v) * kInv255;
+    else return v;
+  };
+  for (int64_t i = 0; i < h; ++i) {
+    const int64_t p0 = (y0 + i) * W + x0;
+    float* mrow = mask + p0;
+    for (int64_t j = 0; j < w; ++j) mrow[j] = out[p0 + j] != load(original[p0 + j]) ? 1.0f : 0.0f;
+    for (int64_t c = 1; c < C; ++c) {
+      const float* oc = out + c * H * W + p0;
+      const T* gc = original + c * H * W + p0;
+      for (int64_t j = 0; j < w; ++j) mrow[j] = oc[j] != load(gc[j]) ? 1.0f : mrow[j];
+    }
+    if (!diff) continue;
+    float* drow = diff + p0;
+    for (int64_t j = 0; j < w; ++j) drow[j] = std::fabs(out[p0 + j] - load(original[p0 + j]));
+    for (int64_t c = 1; c < C; ++c) {
+      const float* oc = out + c * H * W + p0;
+      const T* gc = original + c * H * W + p0;
+      for (int64_t j = 0; j < w; ++j) drow[j] = drow[j] + std::fabs(oc[j] - load(gc[j]));
+    }
+  }
+}
+
+// Blends one patch of one sample. out/original: (C, H, W); mask, diff, region: (H, W); img: the source image
+// (C, hs, ws). diff may be null.
+ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, Image original, float* mask, float* diff,
+                        const uint8_t* region, Image img, int64_t C, int64_t H, int64_t W, int64_t hs, int64_t wsz,
+                        const int32_t* sbox, float scy, float scx, const int32_t* box, bool mixed, float tol_sum,
+                        int cycles) {
   const int64_t y0 = box[0], x0 = box[1], h = box[2], w = box[3];
   if (h <= 0 || w <= 0) return;
   setup_levels(ws, num_levels(h, w), h, w, region ? region + y0 * W + x0 : nullptr, W);
@@ -324,7 +377,12 @@ ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, const 
   ws.dest.resize(C * n);
   ws.sol.resize(C * n);
   ws.src.resize(C * n);
-  resample(ws.src.data(), img, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3], scy, scx, h, w);
+  if (img.u8) {  // the rectangle converted once; resample then indexes it as its own (C, sh, sw) image
+    rect_to_float(ws.rect, img.u8, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3]);
+    resample(ws.src.data(), ws.rect.data(), C, sbox[2], sbox[3], 0, 0, sbox[2], sbox[3], scy, scx, h, w);
+  } else {
+    resample(ws.src.data(), img.f, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3], scy, scx, h, w);
+  }
   const int64_t wp = w;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < h; ++i)
@@ -392,17 +450,9 @@ ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, const 
       }
     }
   }
-  // mask over the box: any_c(out != original), branch-free so that it vectorises
-  for (int64_t i = 0; i < h; ++i) {
-    const int64_t p0 = (y0 + i) * W + x0;
-    float* mrow = mask + p0;
-    for (int64_t j = 0; j < w; ++j) mrow[j] = out[p0 + j] != original[p0 + j] ? 1.0f : 0.0f;
-    for (int64_t c = 1; c < C; ++c) {
-      const float* oc = out + c * H * W + p0;
-      const float* gc = original + c * H * W + p0;
-      for (int64_t j = 0; j < w; ++j) mrow[j] = oc[j] != gc[j] ? 1.0f : mrow[j];
-    }
-  }
+  // mask (and diff) over the box, branch-free so that it vectorises
+  if (original.u8) mark_changes(out, original.u8, mask, diff, C, H, W, y0, x0, h, w);
+  else mark_changes(out, original.f, mask, diff, C, H, W, y0, x0, h, w);
 }
 
 }  // namespace anofast::poisson

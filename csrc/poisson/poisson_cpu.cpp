@@ -13,15 +13,34 @@
 namespace anofast {
 namespace {
 
-void poisson_blend_cpu(carray<float>& out, const carray<float>& original, carray<float>& mask,
-                       const carray<float>& source, const carray<int32_t>& src_index, const carray<int32_t>& src_box,
-                       const carray<float>& scale, const carray<int32_t>& box, const carray<int32_t>& mode,
+// A C-contiguous float32 or uint8 array of the given rank and leading dimensions (-1: any), as an Image.
+poisson::Image image_arg(const py::array& a, const char* name, std::vector<int64_t> dims) {
+  const bool f32 = py::isinstance<carray<float>>(a), u8 = py::isinstance<carray<uint8_t>>(a);
+  if (!(f32 || u8) || !(a.flags() & py::array::c_style)) {
+    throw py::type_error(std::string(name) + ": expected a C-contiguous float32 or uint8 array");
+  }
+  if (a.ndim() != static_cast<py::ssize_t>(dims.size())) throw py::value_error(std::string(name) + ": wrong rank");
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] >= 0 && a.shape(i) != dims[i]) {
+      throw py::value_error(std::string(name) + ": dimension " + std::to_string(i) + " must be " +
+                            std::to_string(dims[i]) + ", got " + std::to_string(a.shape(i)));
+    }
+  }
+  if (f32) return {static_cast<const float*>(a.data()), nullptr};
+  return {nullptr, static_cast<const uint8_t*>(a.data())};
+}
+
+void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<float>& mask,
+                       std::optional<carray<float>> diff, const py::array& source,
+                       const carray<int32_t>& src_index, const carray<int32_t>& src_box, const carray<float>& scale,
+                       const carray<int32_t>& box, const carray<int32_t>& mode,
                        const std::optional<carray<uint8_t>>& region, float tol_sum, int cycles, int num_threads) {
   check_shape(out, "out", {-1, -1, -1, -1});
   const int64_t B = out.shape(0), C = out.shape(1), H = out.shape(2), W = out.shape(3);
-  check_shape(original, "original", {B, C, H, W});
+  const poisson::Image orig = image_arg(original, "original", {B, C, H, W});
   check_shape(mask, "mask", {B, 1, H, W});
-  check_shape(source, "source", {-1, C, -1, -1});
+  if (diff) check_shape(*diff, "diff", {B, 1, H, W});
+  const poisson::Image src = image_arg(source, "source", {-1, C, -1, -1});
   const int64_t N = source.shape(0), hs = source.shape(2), ws = source.shape(3);
   check_shape(src_index, "src_index", {B});
   check_shape(src_box, "src_box", {B, 4});
@@ -46,8 +65,7 @@ void poisson_blend_cpu(carray<float>& out, const carray<float>& original, carray
   }
   float* o = mut(out);
   float* m = mut(mask);
-  const float* orig = original.data();
-  const float* src = source.data();
+  float* d = diff ? mut(*diff) : nullptr;
   const float* sc = scale.data();
   const uint8_t* reg = region ? region->data() : nullptr;
   const int32_t* md = mode.data();
@@ -55,15 +73,15 @@ void poisson_blend_cpu(carray<float>& out, const carray<float>& original, carray
   parallel_for(B, num_threads, [&](int64_t b) {
     thread_local poisson::Workspace wsp;
     const int64_t k = bx[4 * b + 2] > 0 ? si[b] : 0;
-    poisson::blend_patch(wsp, o + b * C * H * W, orig + b * C * H * W, m + b * H * W, reg ? reg + b * H * W : nullptr,
-                         src + k * C * hs * ws, C, H, W, hs, ws, sb + 4 * b, sc[2 * b], sc[2 * b + 1], bx + 4 * b,
-                         md[b] != 0, tol_sum, cycles);
+    poisson::blend_patch(wsp, o + b * C * H * W, orig.at(b * C * H * W), m + b * H * W, d ? d + b * H * W : nullptr,
+                         reg ? reg + b * H * W : nullptr, src.at(k * C * hs * ws), C, H, W, hs, ws, sb + 4 * b,
+                         sc[2 * b], sc[2 * b + 1], bx + 4 * b, md[b] != 0, tol_sum, cycles);
   });
 }
 
 void register_poisson(py::module_& m) {
   m.def("poisson_blend_cpu", &poisson_blend_cpu, py::arg("out").noconvert(), py::arg("original").noconvert(),
-        py::arg("mask").noconvert(), py::arg("source").noconvert(), py::arg("src_index").noconvert(),
+        py::arg("mask").noconvert(), py::arg("diff").noconvert(), py::arg("source").noconvert(), py::arg("src_index").noconvert(),
         py::arg("src_box").noconvert(), py::arg("scale").noconvert(), py::arg("box").noconvert(),
         py::arg("mode").noconvert(), py::arg("region").noconvert(), py::arg("tol_sum"), py::arg("cycles"),
         py::arg("num_threads"));

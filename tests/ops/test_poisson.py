@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from anofast._validate import check_images
 from anofast.ops.poisson import MIXED, NORMAL, poisson_blend
 from anofast._backend import triton_interpreted
 from anofast.testing import assert_exact_ptx, assert_verbose_equal, backend_params, compile_ptx_for_cuda, make_batch
@@ -149,6 +150,33 @@ def test_matches_reference_bitwise(backend):
         assert_verbose_equal(got[1].cpu(), ref[1], f"{what} mask")
 
 
+@pytest.mark.parametrize("backend", backend_params("poisson_blend"))
+def test_uint8_original_and_source_and_diff(backend):
+    """uint8 ``original`` / ``source`` give the bits of their float32 conversion, and ``diff`` is the channel sum of
+    |out - original| after several rounds (zero where nothing changed), on every backend."""
+    name, device = backend
+    size, cycles = ((13, 14), 1) if name == "triton" else ((30, 33), 3)
+    images, source, src_index, src_box, box, mode, region = _inputs(*size, 3)
+    u8, src_u8 = ((t * 255).round().to(torch.uint8) for t in (images, source))
+    f32, src_f32 = (check_images(t) for t in (u8, src_u8))
+    box2 = box.flip(0).contiguous()
+    box2[:, 2:] = box2[:, 2:].clamp(max=8)
+    results = []
+    for original, src in ((f32, src_f32), (u8, src_u8)):
+        out, mask, diff = f32.clone(), torch.zeros(3, 1, *size), torch.zeros(3, 1, *size)
+        dev = [t.to(device) for t in (out, src, src_index, src_box, mode, original, mask, diff, region)]
+        for b in (box, box2):
+            poisson_blend(dev[0], dev[1], dev[2], dev[3], b.to(device), dev[4], region=dev[8], tol=1 / 255,
+                          cycles=cycles, out=dev[0], original=dev[5], mask=dev[6], diff=dev[7], backend=name)
+        results.append([t.cpu() for t in (dev[0], dev[6], dev[7])])
+    (out_f, mask_f, diff_f), (out_u, mask_u, diff_u) = results
+    assert_verbose_equal(_bits(out_u), _bits(out_f), f"{name} out")
+    assert torch.equal(mask_u, mask_f) and torch.equal(_bits(diff_u), _bits(diff_f))
+    change = (out_f - f32).abs()
+    assert torch.equal(_bits(diff_f), _bits((change[:, :1] + change[:, 1:2]) + change[:, 2:]))
+    assert torch.equal(mask_f, (out_f != f32).any(1, keepdim=True).float()) and float(mask_f.mean()) > 0.02
+
+
 @pytest.mark.parametrize("backend", [b for b in backend_params("poisson_blend") if b.id == "cpp"])
 def test_cpp_thread_count_invariant(backend):
     images, source, src_index, src_box, box, mode, region = _inputs(40, 44)
@@ -231,12 +259,14 @@ def test_rejects_bad_inputs():
 def test_triton_kernel_compiles_for_cuda_without_fma():
     from anofast._kernels import poisson as kp
 
-    ptrs = {"out_ptr": "*fp32", "orig_ptr": "*fp32", "mask_ptr": "*fp32", "img_ptr": "*fp32", "sidx_ptr": "*i32",
+    ptrs = {"out_ptr": "*fp32", "orig_ptr": "*fp32", "mask_ptr": "*fp32", "diff_ptr": "*fp32", "img_ptr": "*fp32",
+            "sidx_ptr": "*i32",
             "sbox_ptr": "*i32", "scale_ptr": "*fp32", "box_ptr": "*i32", "mode_ptr": "*i32", "region_ptr": "*u8",
             "nlev_ptr": "*i32", "tab_ptr": "*i32", "wm_ptr": "*u8", "wsrc_ptr": "*fp32", "wx_ptr": "*fp32",
             "wb_ptr": "*fp32", "wr_ptr": "*fp32", "wd_ptr": "*fp32", "ws_ptr": "*fp32", "wc_ptr": "*i32"}  # fmt: skip
     ints = dict.fromkeys(("H", "W", "HS", "WS", "HP", "WP", "TOT", "cycles"), "i32")
     sig = {**ptrs, **ints, "tol_sum": "fp32"}
-    for has_region in (False, True):
-        const = {"C": 3, "HAS_REGION": has_region, "BLOCK": 256}
-        assert_exact_ptx(compile_ptx_for_cuda(kp._poisson_kernel, sig, const))
+    for has_region, u8 in ((False, False), (True, True)):  # uint8 original / source, with the diff output
+        types = {**sig, "orig_ptr": "*u8", "img_ptr": "*u8"} if u8 else sig
+        const = {"C": 3, "HAS_REGION": has_region, "HAS_DIFF": u8, "ORIG_U8": u8, "SRC_U8": u8, "BLOCK": 256}
+        assert_exact_ptx(compile_ptx_for_cuda(kp._poisson_kernel, types, const))
