@@ -35,6 +35,7 @@ from anofast.data.folder import (
     read_image,
     to_uint8,
 )
+from anofast.synth.nsa import MVTEC_CLASSES
 
 MANIFEST = "manifest.jsonl"
 RUN_JSON = "run.json"
@@ -87,7 +88,8 @@ METHODS: dict[str, Method] = {
     ),
     "nsa": Method(
         summary="NSA: patches of another image, resized, shifted and Poisson-blended (normal / mixed gradients)",
-        presets=("nsa", "nsa_mixed", "nsa_texture", "shift"),
+        # mvtec_<class>: NSA's train_mvtec.py settings of that MVTec AD class (with its object masks)
+        presets=("nsa", "nsa_mixed", "nsa_texture", "shift", *(f"mvtec_{c}" for c in MVTEC_CLASSES)),
         build=lambda preset, source, overrides: _build_nsa(preset, source, overrides),
     ),
     "pointcloud": Method(
@@ -126,6 +128,8 @@ def _build_nsa(preset: str, source: str | None, overrides: dict[str, Any]) -> An
         from anofast.data.textures import load_texture_folder
 
         pool = load_texture_folder(source, (256, 256))
+    if preset.startswith("mvtec_"):
+        return NaturalSynthetic.nsa_mvtec(preset[len("mvtec_"):], source=pool, **{"allow_self": True, **overrides})
     return getattr(NaturalSynthetic, preset)(source=pool, **{"allow_self": True, **overrides})
 
 

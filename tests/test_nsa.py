@@ -244,3 +244,21 @@ def test_cli_generate_nsa(tmp_path):
     assert "box" in lines[0]["params"] and json.loads((out / "run.json").read_text())["method"] == "nsa"
     mask = np.asarray(Image.open(out / lines[0]["mask"]))
     assert mask.shape[:2] == (96, 112) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_cli_mvtec_preset_uses_nsas_object_masks(tmp_path):
+    src = tmp_path / "normal"
+    src.mkdir()
+    for i, img in enumerate(_objects(6, 96)):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(src / f"{i}.png")
+    out = tmp_path / "out"
+    args = ["generate", "--input", src, "--output", out, "--method", "nsa:mvtec_hazelnut", "--seed", 2]
+    assert cli.main([str(a) for a in args]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["generator"]["skip_background"] == [[20.0, 20.0]], run["generator"]
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sum(e["label"] for e in lines) >= 2
+    for e in lines:  # nothing changes on the dark background
+        image = np.asarray(Image.open(src / e["source"]))
+        mask = np.asarray(Image.open(out / e["mask"])) > 0
+        assert not (mask & (image.mean(-1) < 40)).any()

@@ -62,6 +62,7 @@ _OBJECT_MEDIAN = 7  # NSA's median filter of its object masks (cv2.medianBlur(ma
 _MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
 _MVTEC_OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor",
                   "zipper")
+MVTEC_CLASSES = _MVTEC_OBJECTS + _MVTEC_TEXTURES  # the categories of NaturalSynthetic.nsa_mvtec
 _W4, _W2 = (0.03, 0.4), (0.03, 0.2)
 _MVTEC_WIDTH = {"cable": ((0.05, 0.4), (0.05, 0.4)), "capsule": ((0.03, 0.15), _W4), "hazelnut": ((0.03, 0.35),) * 2,
                 "pill": (_W2, _W4), "screw": ((0.03, 0.12),) * 2, "toothbrush": (_W4, _W2), "zipper": (_W4, _W2)}
@@ -216,9 +217,8 @@ class NaturalSynthetic:
         / overlap fractions, object masks (``skip_background``) and, for textures, resize bounds [0.5, 2]. Pass
         ``label_mode="binary"`` for "Shift", ``"intensity"`` for "Shift-Raw-Intensity", ``blend="mixed"`` for the
         "-M" settings."""
-        if category not in _MVTEC_OBJECTS + _MVTEC_TEXTURES:
-            raise ValueError(f"category must be an MVTec AD class ({', '.join(_MVTEC_OBJECTS + _MVTEC_TEXTURES)}), "
-                             f"got {category!r}")
+        if category not in MVTEC_CLASSES:
+            raise ValueError(f"category must be an MVTec AD class ({', '.join(MVTEC_CLASSES)}), got {category!r}")
         kw: dict[str, Any] = {
             "blend": "normal", "label_mode": "logistic-intensity", "width_bounds": _MVTEC_WIDTH.get(category, (_W4, _W4)),
             "num_patches": _MVTEC_PATCHES.get(category, 3), "intensity_logistic_params": _MVTEC_LOGISTIC[category],
