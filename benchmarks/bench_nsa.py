@@ -1,4 +1,4 @@
-"""End-to-end NSA benchmark: ``NaturalSynthetic`` presets on a (32, 3, 256, 256) float32 batch.
+"""End-to-end NSA benchmark: ``NaturalSynthetic`` presets on a (32, 3, 256, 256) float32 (or uint8) batch.
 
 Includes drawing the parameters (``gen(images, seed=...)``), as a user calls it; patches come from the other images
 of the batch. The backend is forced for every op of the generator (``backend=``). The ``poisson_blend`` rows time
@@ -16,14 +16,23 @@ from anofast.testing import make_batch
 CASES = [
     {"batch": 32, "height": 256, "width": 256, "preset": "nsa"},
     {"batch": 32, "height": 256, "width": 256, "preset": "nsa_mixed"},
+    # uint8 input (read as such by the kernels), and NSA's hazelnut settings with its object masks in every call
+    {"batch": 32, "height": 256, "width": 256, "preset": "nsa", "dtype": "uint8"},
+    {"batch": 32, "height": 256, "width": 256, "preset": "mvtec_hazelnut", "dtype": "uint8"},
 ]
 OP_CASES = [{"batch": 32, "height": 256, "width": 256, "patch": "nsa"}]
 
 
 def make_fn(case: dict, backend: str, device: torch.device):
     b, h, w = case["batch"], case["height"], case["width"]
-    gen = getattr(anofast.NaturalSynthetic, case["preset"])(backend=backend)
+    preset = case["preset"]
+    if preset.startswith("mvtec_"):
+        gen = anofast.NaturalSynthetic.nsa_mvtec(preset[len("mvtec_"):], backend=backend)
+    else:
+        gen = getattr(anofast.NaturalSynthetic, preset)(backend=backend)
     images = make_batch(b, 3, h, w).to(device)
+    if case.get("dtype") == "uint8":
+        images = (images * 255).round().to(torch.uint8)
     seed = iter(range(10**9))
     return lambda: gen(images, seed=next(seed))
 
