@@ -16,7 +16,7 @@ from anofast import cli
 from anofast._validate import check_images
 from anofast.ops.object_mask import object_mask
 from anofast.synth.nsa import NaturalSynthetic, NSAParams
-from anofast.testing import assert_verbose_equal, make_batch
+from anofast.testing import assert_verbose_equal, backend_params, make_batch
 
 
 def _images(batch: int = 4, size: int = 48, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -133,6 +133,24 @@ def test_skip_background_is_nsas_object_mask_as_foreground():
     both = gen(images, seed=3, foreground=half)
     assert not (both.mask.bool() & ((obj == 0) | (half == 0))).any()
     assert torch.equal(gen.apply(images, gen.sample_params(4, 3, size=(64, 64), foreground=obj)).image, out.image)
+
+
+@pytest.mark.parametrize("backend", backend_params("poisson_blend"))
+def test_mvtec_preset_on_uint8_agrees_with_the_reference_bitwise(backend):
+    """The whole uint8 path (object masks, integral image, Poisson with uint8 reads and diff, soft label) on every
+    backend, and at 1 and 2 threads."""
+    name, device = backend
+    images = _objects(3, 40)
+    ref = NaturalSynthetic.nsa_mvtec("hazelnut", cycles=1, min_object_pct=0.5, backend="reference")(images, seed=4)
+    gen = NaturalSynthetic.nsa_mvtec("hazelnut", cycles=1, min_object_pct=0.5, backend=name)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(gen(images.to(device), seed=4))
+    for got in results:
+        assert_verbose_equal(got.image.cpu().view(torch.int32), ref.image.view(torch.int32), f"{name} image")
+        assert torch.equal(got.mask.cpu(), ref.mask) and ref.label.sum() >= 1
+        assert torch.equal(got.params["soft_label"].cpu().view(torch.int32), ref.params["soft_label"].view(torch.int32))
 
 
 def test_skip_background_with_a_pool_takes_patches_from_the_pool_objects():
