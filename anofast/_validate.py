@@ -14,6 +14,18 @@ def check_tensor(x: object, name: str) -> Tensor:
     return x
 
 
+def unit_float(x: Tensor) -> Tensor:
+    """uint8 grey levels as float32 in [0, 1]: ``float32(v) * float32(1 / 255)``, the one conversion every path uses
+    (kernels that read uint8 directly reproduce these bits)."""
+    return x.to(torch.float32).mul_(1.0 / 255.0)
+
+
+def mask_like(batch: int, height: int, width: int, device: torch.device | str) -> Tensor:
+    """A ``(batch, 1, height, width)`` stand-in on ``device`` (no storage) for :func:`check_mask`'s ``like``, where
+    no image tensor is at hand."""
+    return torch.empty((), device=device).expand(batch, 1, height, width)
+
+
 def all_finite(t: Tensor) -> bool:
     """Whether a tensor holds no NaN or infinity, in one pass over a float tensor (NaN propagates into both ends
     of ``aminmax``, an infinity shows in one)."""
@@ -88,7 +100,7 @@ def check_images(
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{name} has an empty image size {tuple(x.shape[2:])}")
     if x.dtype == torch.uint8:
-        return x.to(torch.float32).mul_(1.0 / 255.0).contiguous()
+        return unit_float(x).contiguous()
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float32 in [0, 1] or uint8, got {x.dtype}")
     x = x.to(torch.float32).contiguous()

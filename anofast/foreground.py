@@ -44,7 +44,7 @@ from torch import Tensor
 
 from anofast import _rng
 from anofast._rng import Stream
-from anofast._validate import check_images, check_tensor
+from anofast._validate import check_images, check_tensor, unit_float
 from anofast.ops.rng import rng_uniform
 
 Method = Literal["auto", "border", "otsu"]
@@ -251,7 +251,7 @@ def _border_distance(x: Tensor, band: int, min_contrast: float, levels: Tensor |
     if levels is not None:
         edge = _band_values(levels, band)
         cum = _histograms(edge.flatten(0, 1), 256).cumsum(1)
-        bg = (cum <= (edge.shape[-1] - 1) // 2).sum(1).to(torch.float32).mul_(1.0 / 255.0)  # as check_images scales
+        bg = unit_float((cum <= (edge.shape[-1] - 1) // 2).sum(1))  # as check_images scales
     else:  # the lower median, as Tensor.median, selected (faster) on the int32 bit patterns: they sort like the
         # floats in [-0, 1] but for -0 < +0, and a median of -0 for +0 or the reverse changes no (x - bg) ** 2
         edge = _band_values(x, band)

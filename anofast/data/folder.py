@@ -14,6 +14,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from anofast._validate import unit_float
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
@@ -219,7 +221,7 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tensor:
-        return read_image(self.files[index], self.size).to(torch.float32).mul_(1.0 / 255.0)
+        return unit_float(read_image(self.files[index], self.size))
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, size={self.size}, {len(self)} images)"

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from anofast._validate import unit_float
 from anofast.data.folder import IMAGE_EXTENSIONS, ImageReadError, check_size, list_images, read_pil
 
 SPLITS = ("train", "test")
@@ -105,7 +106,7 @@ class AnomalyImageDataset(Dataset):
         if self.size is not None and native != self.size:
             pil = pil.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
         image = torch.from_numpy(np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1).copy())
-        image = image.to(torch.float32).mul_(1.0 / 255.0)
+        image = unit_float(image)
         if s.mask is None:
             mask = torch.zeros((1, *image.shape[1:]), dtype=torch.float32)
         else:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from anofast._dispatch import register_impl
+from anofast._validate import unit_float
 
 PRE = 2  # smoothing sweeps before the coarse correction
 POST = 2  # and after it
@@ -210,9 +211,9 @@ def poisson_blend_reference(
     if batch == 0 or int(box[:, 2].max()) == 0:
         return
     if source.dtype == torch.uint8:
-        source = source.to(torch.float32).mul_(1.0 / 255.0)
+        source = unit_float(source)
     if original.dtype == torch.uint8:
-        original = original.to(torch.float32).mul_(1.0 / 255.0)
+        original = unit_float(original)
     hp, wp = int(box[:, 2].max()), int(box[:, 3].max())
     rows, cols, inside = _canvas_index(box, hp, wp, height, width)
     bi = torch.arange(batch, device=out.device).view(batch, 1, 1).expand(batch, hp, wp)

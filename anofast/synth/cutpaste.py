@@ -36,7 +36,7 @@ from torch import Tensor
 
 from anofast import _rng
 from anofast._rng import Stream
-from anofast._validate import check_images, check_mask, check_probability, check_range
+from anofast._validate import check_images, check_mask, check_probability, check_range, mask_like
 from anofast.ops.cutpaste import cutpaste, pack_params
 from anofast.ops.rng import rng_uniform
 from anofast.types import AnomalyBatch
@@ -221,7 +221,7 @@ class CutPaste:
         else:
             if foreground.dim() == 3:
                 foreground = foreground.unsqueeze(1)
-            fg = check_mask(foreground, "foreground", torch.empty(batch, 1, height, width, device=foreground.device))
+            fg = check_mask(foreground, "foreground", mask_like(batch, height, width, foreground.device))
             flat = (fg.flatten(1) > 0.5).cpu()
             empty = ~flat.any(1)
             applied = applied & ~empty

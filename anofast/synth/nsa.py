@@ -18,7 +18,8 @@ NSA's object masks (``skip_background``: a fixed grey-level threshold, median fi
 Every random quantity is drawn from the counter RNG on ``Stream.NSA``, keyed by the per-sample seed. With a pool
 source a sample does not depend on the rest of the batch; with batch sources it depends on its partner image.
 Differences from ``patch_ex`` (documented choices): rejection sampling draws NSA's 200 candidate centres at once
-and keeps the first feasible one (testing the first few for every patch, the rest only where none of those fits); the destination test is the foreground fraction inside the destination box
+and keeps the first feasible one (testing the first few for every patch, the rest only where none of those fits);
+the destination test is the foreground fraction inside the destination box
 (> ``min_overlap_pct``); the Poisson domain is the destination foreground inside the box; mixed gradients pick per
 edge and channel the larger-magnitude gradient (Pérez et al.), where OpenCV compares ``|gx - gy|``.
 """
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from anofast import _rng
 from anofast._rng import Stream
-from anofast._validate import check_images, check_mask, check_probability, check_range
+from anofast._validate import check_images, check_mask, check_probability, check_range, check_tensor, mask_like
 from anofast.ops.integral import integral_image
 from anofast.ops.median import masked_median
 from anofast.ops.object_mask import background_pairs, object_mask
@@ -220,7 +221,8 @@ class NaturalSynthetic:
         if category not in MVTEC_CLASSES:
             raise ValueError(f"category must be an MVTec AD class ({', '.join(MVTEC_CLASSES)}), got {category!r}")
         kw: dict[str, Any] = {
-            "blend": "normal", "label_mode": "logistic-intensity", "width_bounds": _MVTEC_WIDTH.get(category, (_W4, _W4)),
+            "blend": "normal", "label_mode": "logistic-intensity",
+            "width_bounds": _MVTEC_WIDTH.get(category, (_W4, _W4)),
             "num_patches": _MVTEC_PATCHES.get(category, 3), "intensity_logistic_params": _MVTEC_LOGISTIC[category],
             "min_object_pct": _MVTEC_OBJECT_PCT.get(category, 0.25), "min_overlap_pct": 0.25,
             "skip_background": _MVTEC_BACKGROUND.get(category),
@@ -280,12 +282,15 @@ class NaturalSynthetic:
         else:
             mode = torch.full((b,), MIXED if self.blend == "mixed" else NORMAL, dtype=torch.int32)
         if foreground is not None:
-            foreground = check_mask(foreground, "foreground", _like(foreground, b, height, width), torch.uint8)
+            foreground = check_tensor(foreground, "foreground")
+            foreground = check_mask(foreground, "foreground", mask_like(b, height, width, foreground.device),
+                                    torch.uint8)
         dst_sat = None if foreground is None else integral_image(foreground, backend=self.backend).cpu()
         if source_foreground is not None:
-            n = source_foreground.shape[0] if isinstance(source_foreground, Tensor) else 0
+            source_foreground = check_tensor(source_foreground, "source_foreground")
             source_foreground = check_mask(source_foreground, "source_foreground",
-                                           _like(source_foreground, n, height, width), torch.uint8)
+                                           mask_like(source_foreground.shape[0], height, width,
+                                                     source_foreground.device), torch.uint8)
             src_sat = integral_image(source_foreground, backend=self.backend).cpu()
         elif self._pool is None and dst_sat is not None:
             src_sat = dst_sat
@@ -405,9 +410,12 @@ class NaturalSynthetic:
             foreground = check_mask(foreground, "foreground", images, torch.uint8)
         if self.skip_background is None:
             return foreground
-        obj = object_mask(raw if raw.dtype == torch.uint8 else images, self.skip_background, _OBJECT_MEDIAN,
-                          backend=self.backend).to(torch.uint8)
+        obj = self._objects(raw if raw.dtype == torch.uint8 else images)
         return obj if foreground is None else obj.mul_(foreground)
+
+    def _objects(self, images: Tensor) -> Tensor:
+        """NSA's object masks (``skip_background``) of ``(N, C, H, W)`` images as uint8 {0, 1}."""
+        return object_mask(images, self.skip_background, _OBJECT_MEDIAN, backend=self.backend).to(torch.uint8)
 
     def _source_foreground(self, images: Tensor) -> Tensor | None:
         """NSA's object masks of the pool (``skip_background`` with ``source=``), cached per size and device."""
@@ -417,8 +425,7 @@ class NaturalSynthetic:
         key = (c, *size, str(images.device), "object")
         obj = self._pool_cache.get(key)
         if obj is None:
-            obj = self._pool_cache[key] = object_mask(self._source(images), self.skip_background, _OBJECT_MEDIAN,
-                                                      backend=self.backend).to(torch.uint8)
+            obj = self._pool_cache[key] = self._objects(self._source(images))
         return obj
 
     def _source(self, images: Tensor) -> Tensor:
@@ -497,12 +504,6 @@ def _check_background(value: Any) -> tuple[tuple[float, float], ...] | None:
         return tuple((float(b), float(t)) for b, t in background_pairs(value))
     except (TypeError, ValueError) as e:
         raise type(e)(f"skip_background: {e}") from None
-
-
-def _like(mask: Any, batch: int, height: int, width: int) -> Tensor:
-    """A stand-in ``(batch, 1, height, width)`` tensor on the mask's device for :func:`check_mask` (no storage)."""
-    dev = mask.device if isinstance(mask, Tensor) else "cpu"
-    return torch.empty((), device=dev).expand(batch, 1, height, width)
 
 
 def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor) -> Tensor:
