@@ -313,7 +313,14 @@ def _poisson_kernel(
 
 def poisson_blend_triton(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region,
                          tol_sum: float, cycles: int) -> None:
-    """Same contract as ``anofast.reference.poisson.poisson_blend_reference``."""
+    """Same contract as ``anofast.reference.poisson.poisson_blend_reference``: one launch per round."""
+    for k in range(box.shape[1]):
+        _blend_round(out, original, mask, diff, source, src_index, src_box[:, k].contiguous(),
+                     scale[:, k].contiguous(), box[:, k].contiguous(), mode, region, tol_sum, cycles)
+
+
+def _blend_round(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region, tol_sum: float,
+                 cycles: int) -> None:
     batch, channels, height, width = out.shape
     if batch == 0:
         return

@@ -4,7 +4,7 @@ solved by a fixed-schedule multigrid, with NSA's change threshold and the exact 
 The solver, the threshold and the mask are specified in :mod:`anofast.reference.poisson`; every backend follows it
 operation by operation, so all agree bit for bit (a fixed number of red-black Gauss-Seidel sweeps and V-cycles, no
 data-dependent stopping, no reductions). Calling it once per patch round with ``out=`` the same tensor blends several
-patches per image, each on top of the previous ones, as NSA does.
+patches per image, each on top of the previous ones, as NSA does; ``(B, K, 4)`` boxes do the K rounds in one call.
 """
 
 from __future__ import annotations
@@ -42,11 +42,15 @@ def poisson_blend(
     Args:
         images: ``(B, C, H, W)`` float32 destination images.
         source: ``(N, C, Hs, Ws)`` float32 source images (e.g. the batch itself, or a pool), or uint8 read as
-            ``float32(v) * float32(1 / 255)`` (the bits of :func:`~anofast._validate.check_images`' conversion).
+            ``float32(v) * float32(1 / 255)`` (the bits of :func:`~anofast._validate.check_images`' conversion); it
+            must not share memory with ``out``.
         src_index: ``(B,)`` int32/int64 index into ``source`` of each sample's source image.
-        src_box: ``(B, 4)`` int32 ``(sy, sx, sh, sw)`` source rectangle, resampled bilinearly to ``(h, w)``.
+        src_box: ``(B, 4)`` int32 ``(sy, sx, sh, sw)`` source rectangle, resampled bilinearly to ``(h, w)``; or
+            ``(B, K, 4)``, one per patch round (the shape of ``box``).
         box: ``(B, 4)`` int32 ``(y0, x0, h, w)``: the patch covers rows ``y0 .. y0+h-1`` and columns
-            ``x0 .. x0+w-1`` of the image; ``h = 0`` or ``w = 0`` means no patch for that sample.
+            ``x0 .. x0+w-1`` of the image; ``h = 0`` or ``w = 0`` means no patch for that sample. ``(B, K, 4)``: K
+            patch rounds, round k blended on top of round k - 1 (the same as K calls with ``out=`` the same
+            tensor; ``src_index`` and ``mode`` hold for every round).
         mode: ``(B,)`` int32, 0 = normal clone (source gradients), 1 = mixed (per edge the larger gradient).
         region: optional ``(B, 1, H, W)`` bool / uint8 / float mask (e.g. the foreground): pixels outside it never
             change. The box border never changes either (it is the Dirichlet boundary).
@@ -84,14 +88,18 @@ def poisson_blend(
         raise ValueError(f"source must have shape (N >= 1, {channels}, Hs, Ws), got {tuple(source.shape)}")
     hs, ws = source.shape[2:]
     src_index = _check("src_index", src_index, (torch.int32, torch.int64), 1, dev).to(torch.int32)
-    src_box = _check("src_box", src_box, (torch.int32,), 2, dev)
-    box = _check("box", box, (torch.int32,), 2, dev)
+    box = _check("box", box, (torch.int32,), 3 if isinstance(box, Tensor) and box.dim() == 3 else 2, dev)
+    rounds = box.shape[1] if box.dim() == 3 else 1
+    src_box = _check("src_box", src_box, (torch.int32,), box.dim(), dev)
     mode = _check("mode", mode, (torch.int32,), 1, dev)
-    for name, t, shape in (("src_index", src_index, (batch,)), ("src_box", src_box, (batch, 4)),
-                           ("box", box, (batch, 4)), ("mode", mode, (batch,))):
+    boxes = (batch, 4) if box.dim() == 2 else (batch, rounds, 4)
+    for name, t, shape in (("src_index", src_index, (batch,)), ("src_box", src_box, boxes), ("box", box, boxes),
+                           ("mode", mode, (batch,))):
         if tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    bc, sc, ic = box.cpu(), src_box.cpu(), src_index.cpu()
+    box, src_box = box.view(batch, rounds, 4), src_box.view(batch, rounds, 4)
+    bc, sc = box.reshape(-1, 4).cpu(), src_box.reshape(-1, 4).cpu()  # one row per (sample, round)
+    ic = src_index.cpu().repeat_interleave(rounds)
     y0, x0, h, w = bc.unbind(1)
     if batch and not bool(((y0 >= 0) & (x0 >= 0) & (h >= 0) & (w >= 0) & (y0 + h <= height)
                            & (x0 + w <= width)).all()):
@@ -121,6 +129,8 @@ def poisson_blend(
         out.copy_(images)
     elif not out.is_contiguous():
         raise ValueError("images must be contiguous to be blended in place (out=images)")
+    if source.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+        raise ValueError("source must not share memory with out (patches are read while out is written)")
     if original is None:
         if out is images:
             raise ValueError("original is required when blending in place (out is images)")
@@ -139,7 +149,7 @@ def poisson_blend(
         raise ValueError(f"diff must be a contiguous ({batch}, 1, {height}, {width}) float32 tensor on {dev}")
     # sh / h and sw / w: one float32 division on the host, so no kernel divides.
     hw = bc[:, 2:4].to(torch.float32)
-    scale = torch.where(hw > 0, sc[:, 2:4].to(torch.float32) / hw.clamp(min=1), 0.0).to(dev)
+    scale = torch.where(hw > 0, sc[:, 2:4].to(torch.float32) / hw.clamp(min=1), 0.0).view(batch, rounds, 2).to(dev)
     tol_sum = float(np.float32(np.float32(tol) * np.float32(channels)))
     dispatch("poisson_blend", dev, backend)(out, original, mask, diff, source, src_index, src_box, scale, box, mode,
                                             region, tol_sum, cycles)

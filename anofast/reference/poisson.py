@@ -202,11 +202,22 @@ def poisson_blend_reference(
     shape) as ``sum_c |out - original|`` in channel order.
 
     ``original`` and ``source`` (N, C, Hs, Ws) are float32, or uint8 read as ``float32(v) * float32(1 / 255)``;
-    ``src_index`` (B,) int32, ``src_box`` (B, 4) int32 ``(sy, sx, sh, sw)``,
-    ``scale`` (B, 2) float32 ``(sh / h, sw / w)``, ``box`` (B, 4) int32 ``(y0, x0, h, w)``, ``mode`` (B,) int32
-    (0 normal, 1 mixed), ``region`` (B, 1, H, W) uint8 (destination space), ``tol_sum`` a float32 value (the change
-    threshold summed over channels), ``cycles`` V-cycles. Arguments are checked by the caller.
+    ``src_index`` (B,) int32, ``src_box`` (B, K, 4) int32 ``(sy, sx, sh, sw)``,
+    ``scale`` (B, K, 2) float32 ``(sh / h, sw / w)``, ``box`` (B, K, 4) int32 ``(y0, x0, h, w)``: K rounds, one after
+    the other; ``mode`` (B,) int32 (0 normal, 1 mixed), ``region`` (B, 1, H, W) uint8 (destination space),
+    ``tol_sum`` a float32 value (the change threshold summed over channels), ``cycles`` V-cycles. Arguments are
+    checked by the caller.
     """
+    for k in range(box.shape[1]):
+        _blend_round(out, original, mask, diff, source, src_index, src_box[:, k], scale[:, k], box[:, k], mode, region,
+                     tol_sum, cycles)
+
+
+def _blend_round(
+    out: Tensor, original: Tensor, mask: Tensor, diff: Tensor | None, source: Tensor, src_index: Tensor,
+    src_box: Tensor, scale: Tensor, box: Tensor, mode: Tensor, region: Tensor | None, tol_sum: float, cycles: int,
+) -> None:
+    """One round of :func:`poisson_blend_reference`: ``src_box`` (B, 4), ``scale`` (B, 2), ``box`` (B, 4)."""
     batch, channels, height, width = out.shape
     if batch == 0 or int(box[:, 2].max()) == 0:
         return

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -270,110 +271,122 @@ class NaturalSynthetic:
                              "(an (N, C, H, W) pool of normal images)")
         seeds = _rng.resolve_seeds(seed, batch_size)
         b, k_max = batch_size, self.num_patches
-        u = rng_uniform(seeds, Stream.NSA, _PATCH0 + k_max * _STRIDE, backend=self.backend).to(torch.float64)
-        z = rng_normal(seeds, Stream.NSA, _MAX_PATCHES, backend=self.backend).to(torch.float64)
+        # the many small ops below and in _patch run in numpy: the same arithmetic, far less overhead per op
+        u = rng_uniform(seeds, Stream.NSA, _PATCH0 + k_max * _STRIDE, backend=self.backend).cpu().numpy()
+        z = rng_normal(seeds, Stream.NSA, _MAX_PATCHES, backend=self.backend).cpu().numpy().astype(np.float64)
+        pick = u[:, _SOURCE].astype(np.float64)
         if self._pool is None:
-            index = (torch.arange(b) + 1 + (u[:, _SOURCE] * (b - 1)).long().clamp(min=0, max=max(b - 2, 0))) % b
+            index = (np.arange(b) + 1 + _clamp((pick * (b - 1)).astype(np.int64), 0, max(b - 2, 0))) % b
         else:
             n = self._pool.shape[0]
-            index = (u[:, _SOURCE] * n).long().clamp(max=n - 1)
+            index = np.minimum((pick * n).astype(np.int64), n - 1)
         if self.blend == "mix":
-            mode = torch.where(u[:, _MODE] < 0.5, NORMAL, MIXED).to(torch.int32)
+            mode = np.where(u[:, _MODE] < 0.5, NORMAL, MIXED).astype(np.int32)
         else:
-            mode = torch.full((b,), MIXED if self.blend == "mixed" else NORMAL, dtype=torch.int32)
+            mode = np.full(b, MIXED if self.blend == "mixed" else NORMAL, dtype=np.int32)
         if foreground is not None:
             foreground = check_tensor(foreground, "foreground")
             foreground = check_mask(foreground, "foreground", mask_like(b, height, width, foreground.device),
                                     torch.uint8)
-        dst_sat = None if foreground is None else integral_image(foreground, backend=self.backend).cpu()
+        dst_sat = None if foreground is None else integral_image(foreground, backend=self.backend).cpu().numpy()
         if source_foreground is not None:
             source_foreground = check_tensor(source_foreground, "source_foreground")
             source_foreground = check_mask(source_foreground, "source_foreground",
                                            mask_like(source_foreground.shape[0], height, width,
                                                      source_foreground.device), torch.uint8)
-            src_sat = integral_image(source_foreground, backend=self.backend).cpu()
+            src_sat = integral_image(source_foreground, backend=self.backend).cpu().numpy()
         elif self._pool is None and dst_sat is not None:
             src_sat = dst_sat
         else:
             src_sat = None
         # every patch of every sample at once: row b * k_max + k is patch k of sample b (each row is independent)
-        blk = u[:, _PATCH0: _PATCH0 + k_max * _STRIDE].reshape(b * k_max, _STRIDE)
-        rows = torch.arange(b).repeat_interleave(k_max)
+        blk = u[:, _PATCH0: _PATCH0 + k_max * _STRIDE].astype(np.float64).reshape(b * k_max, _STRIDE)
+        rows = np.arange(b).repeat(k_max)
         src_box, box, scale = self._patch(blk, z[:, :k_max].reshape(-1), (height, width), index[rows], rows, src_sat,
                                           dst_sat)
         present = blk[:, _COIN] < 0.5
         present[::k_max] = True  # the first patch always
         box[~present] = 0
-        return NSAParams(seeds=seeds, source_index=index, mode=mode, src_box=src_box.view(b, k_max, 4),
-                         box=box.view(b, k_max, 4), scale=scale.view(b, k_max).to(torch.float32),
-                         size=(height, width))
+        return NSAParams(seeds=seeds, source_index=torch.from_numpy(index), mode=torch.from_numpy(mode),
+                         src_box=torch.from_numpy(src_box.reshape(b, k_max, 4)),
+                         box=torch.from_numpy(box.reshape(b, k_max, 4)),
+                         scale=torch.from_numpy(scale.reshape(b, k_max).astype(np.float32)), size=(height, width))
 
-    def _patch(self, blk: Tensor, z: Tensor, size: tuple[int, int], index: Tensor, rows: Tensor,
-               src_sat: Tensor | None, dst_sat: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _patch(self, blk: np.ndarray, z: np.ndarray, size: tuple[int, int], index: np.ndarray, rows: np.ndarray,
+               src_sat: np.ndarray | None, dst_sat: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One patch per row (``patch_ex``'s ``_patch_ex`` with rejection done on all candidates at once): row ``i``
-        takes its patch from source image ``index[i]`` into sample ``rows[i]``."""
+        takes its patch from source image ``index[i]`` into sample ``rows[i]``. In numpy (the same arithmetic in the
+        same order), but for the exponentials' ``log1p`` and sum, left to torch (numpy's may differ in the last bit)."""
         height, width = size
         b = blk.shape[0]
         (lo1, hi1), (lo2, hi2) = self.width_bounds
         minw1, maxw1 = round(lo1 * height), round(hi1 * height)
         minw2, maxw2 = round(lo2 * width), round(hi2 * width)
         shape, theta, lower = self.gamma_params
+        # half-widths: lower + Gamma(shape, theta) of the size, theta times a sum of shape exponentials -log1p(-u)
+        e = -np.stack((blk[:, _GAMMA1: _GAMMA1 + shape], blk[:, _GAMMA2: _GAMMA2 + shape]), 1)
+        gamma = theta * -torch.log1p(torch.from_numpy(e)).sum(2).numpy()  # -sum(x) == sum(-x): rounding is symmetric
+        hw = _clamp((lower + gamma) * (height, width), (minw1, minw2), (maxw1, maxw2)).astype(np.int64)
+        hw1, hw2 = hw[:, 0], hw[:, 1]
+        # NSA's 200 candidate centres (uniform y, x pairs) for the source and the destination: the boxes of
+        # candidates c of rows r ((N, 1) and (1, K) indices, or (N,) and (N,)), computed only where tested
+        su = blk[:, _SRC_CAND: _SRC_CAND + 2 * _CANDIDATES].reshape(b, _CANDIDATES, 2)
+        du = blk[:, _DST_CAND: _DST_CAND + 2 * _CANDIDATES].reshape(b, _CANDIDATES, 2)
 
-        def gamma(off: int) -> Tensor:
-            return theta * (-torch.log1p(-blk[:, off: off + shape])).sum(1)
+        def source(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
+            cu = su[r, c]
+            c1 = minw1 + (cu[..., 0] * max(height - 2 * minw1, 1)).astype(np.int64)
+            c2 = minw2 + (cu[..., 1] * max(width - 2 * minw2, 1)).astype(np.int64)
+            h1, h2 = hw1[r], hw2[r]
+            return (_clamp(c1 - h1, 0, height), _clamp(c2 - h2, 0, width), _clamp(c1 + h1, 0, height),
+                    _clamp(c2 + h2, 0, width))
 
-        hw1 = ((lower + gamma(_GAMMA1)) * height).clamp(minw1, maxw1).long()
-        hw2 = ((lower + gamma(_GAMMA2)) * width).clamp(minw2, maxw2).long()
-        # source centre: 200 candidates, the first with enough foreground (all feasible without a foreground)
-        cu = blk[:, _SRC_CAND: _SRC_CAND + 2 * _CANDIDATES].view(b, _CANDIDATES, 2)
-        c1 = minw1 + (cu[..., 0] * max(height - 2 * minw1, 1)).long()
-        c2 = minw2 + (cu[..., 1] * max(width - 2 * minw2, 1)).long()
-        y1, y2 = (c1 - hw1[:, None]).clamp(0, height), (c1 + hw1[:, None]).clamp(0, height)
-        x1, x2 = (c2 - hw2[:, None]).clamp(0, width), (c2 + hw2[:, None]).clamp(0, width)
-        ok = (y2 > y1) & (x2 > x1)
-        if src_sat is not None:
-            def enough_object(r: Tensor, c: slice) -> Tensor:
-                ya, xa, yb, xb = y1[r, c], x1[r, c], y2[r, c], x2[r, c]
-                area = ((yb - ya) * (xb - xa)).clamp(min=1)
-                return _box_sum(src_sat, ya, xa, yb, xb, rows=index[r]) / area > self.min_object_pct
+        def source_ok(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            y1, x1, y2, x2 = source(r, c)
+            ok = (y2 > y1) & (x2 > x1)
+            if src_sat is None:  # all feasible without a foreground
+                return ok
+            area = np.maximum((y2 - y1) * (x2 - x1), 1)
+            return ok & (_box_sum(src_sat, y1, x1, y2, x2, index[r]) / area > self.min_object_pct)
 
-            first, found = _first_where(ok, enough_object)
-        else:
-            first, found = _first(ok), ok.any(1)
-        pick = lambda t: t.gather(1, first[:, None])[:, 0]  # noqa: E731
-        sy, sx, sh, sw = pick(y1), pick(x1), pick(y2) - pick(y1), pick(x2) - pick(x1)
+        # source centre: the first candidate with enough foreground
+        first, found = _first_where(b, source_ok)
+        sy, sx, sy2, sx2 = source(np.arange(b), first)
+        sh, sw = sy2 - sy, sx2 - sx
         # resize (NSA's order of clips; its min/max half-widths bound the full size)
         lb, ub = self.resize_bounds
-        scale = (1.0 + 0.5 * z).clamp(lb, ub)
-        sh_f, sw_f = sh.clamp(min=1).to(torch.float64), sw.clamp(min=1).to(torch.float64)
-        nh = (scale * sh_f).clamp(minw1, maxw1)
-        nw = (nh / sh_f * sw_f).long().clamp(minw2, maxw2)
-        nh = (nw.to(torch.float64) / sw_f * sh_f).long().clamp(minw1, maxw1)
-        # destination centre: 200 candidates, the first whose box holds enough foreground
-        du = blk[:, _DST_CAND: _DST_CAND + 2 * _CANDIDATES].view(b, _CANDIDATES, 2)
+        scale = _clamp(1.0 + 0.5 * z, lb, ub)
+        sh_f, sw_f = np.maximum(sh, 1).astype(np.float64), np.maximum(sw, 1).astype(np.float64)
+        nh = _clamp(scale * sh_f, minw1, maxw1)
+        nw = _clamp((nh / sh_f * sw_f).astype(np.int64), minw2, maxw2)
+        nh = _clamp((nw.astype(np.float64) / sw_f * sh_f).astype(np.int64), minw1, maxw1)
         lo_y, hi_y = nh // 2 + 1, height - nh // 2 - 1
         lo_x, hi_x = nw // 2 + 1, width - nw // 2 - 1
-        d1 = lo_y[:, None] + (du[..., 0] * (hi_y - lo_y).clamp(min=1)[:, None]).long()
-        d2 = lo_x[:, None] + (du[..., 1] * (hi_x - lo_x).clamp(min=1)[:, None]).long()
-        ty, tx = d1 - (nh // 2)[:, None], d2 - (nw // 2)[:, None]
-        dok = ((hi_y > lo_y) & (hi_x > lo_x))[:, None].expand_as(ty).clone()
-        interior = ((nh - 2).clamp(min=0) * (nw - 2).clamp(min=0))[:, None]
-        if dst_sat is not None:
-            def enough_overlap(r: Tensor, c: slice) -> Tensor:
-                y, x, h, w = ty[r, c], tx[r, c], nh[r, None], nw[r, None]
-                fg = _box_sum(dst_sat, y, x, y + h, x + w, rows=rows[r])
-                inner = _box_sum(dst_sat, y + 1, x + 1, y + h - 1, x + w - 1, rows=rows[r])
-                return (fg / (h * w).clamp(min=1) > self.min_overlap_pct) & (inner >= _MIN_PIXELS)
+        span_y, span_x = np.maximum(hi_y - lo_y, 1), np.maximum(hi_x - lo_x, 1)
+        fits = (hi_y > lo_y) & (hi_x > lo_x)
+        interior = np.maximum(nh - 2, 0) * np.maximum(nw - 2, 0)
 
-            dfirst, dfound = _first_where(dok, enough_overlap)
-        else:
-            dok &= interior >= _MIN_PIXELS
-            dfirst, dfound = _first(dok), dok.any(1)
-        found &= dfound
-        y0, x0 = ty.gather(1, dfirst[:, None])[:, 0], tx.gather(1, dfirst[:, None])[:, 0]
-        src_box = torch.stack((sy, sx, sh, sw), 1).to(torch.int32)
-        box = torch.stack((y0, x0, nh, nw), 1).to(torch.int32)
-        box[~found] = 0
+        def dest(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            cu = du[r, c]
+            d1 = lo_y[r] + (cu[..., 0] * span_y[r]).astype(np.int64)
+            d2 = lo_x[r] + (cu[..., 1] * span_x[r]).astype(np.int64)
+            return d1 - nh[r] // 2, d2 - nw[r] // 2
+
+        def dest_ok(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            y, x = dest(r, c)
+            if dst_sat is None:
+                return np.broadcast_to(fits[r] & (interior[r] >= _MIN_PIXELS), y.shape)
+            h, w, border = nh[r], nw[r], np.arange(2)[:, None, None]
+            # the box, then its interior (without the 1-pixel border), in one look-up
+            fg, inner = _box_sum(dst_sat, y + border, x + border, y + h - border, x + w - border, rows[r])
+            return fits[r] & (fg / np.maximum(h * w, 1) > self.min_overlap_pct) & (inner >= _MIN_PIXELS)
+
+        # destination centre: the first candidate whose box holds enough foreground
+        dfirst, dfound = _first_where(b, dest_ok)
+        ty, tx = dest(np.arange(b), dfirst)
+        src_box = np.stack((sy, sx, sh, sw), 1).astype(np.int32)
+        box = np.stack((ty, tx, nh, nw), 1).astype(np.int32)
+        box[~(found & dfound)] = 0
         return src_box, box, scale
 
     # ------------------------------------------------------------------------------------------------- apply
@@ -463,14 +476,10 @@ class NaturalSynthetic:
         source = original if self._pool is None else self._source(images)
         cycles = 0 if self.blend == "swap" else self.cycles
         index, mode = params.source_index.to(dev), params.mode.to(dev)
-        region = foreground  # uint8 {0, 1}: poisson_blend re-checks it with one max per patch round
-        for k in range(params.box.shape[1]):
-            box = params.box[:, k]
-            if not bool((box[:, 2] > 0).any()):
-                continue
-            poisson_blend(out, source, index, params.src_box[:, k].contiguous().to(dev), box.contiguous().to(dev),
-                          mode, region=region, tol=self.tol / 255.0, cycles=cycles, out=out, original=original,
-                          mask=mask, diff=diff, backend=self.backend)
+        # every patch round in one call (round k on top of round k - 1); the foreground is the region
+        poisson_blend(out, source, index, params.src_box.to(dev), params.box.to(dev), mode, region=foreground,
+                      tol=self.tol / 255.0, cycles=cycles, out=out, original=original, mask=mask, diff=diff,
+                      backend=self.backend)
         label = mask.flatten(1).amax(1).to(torch.int64)
         record: dict[str, Any] = {
             "seed": params.seeds.cpu(), "source_index": params.source_index.cpu(), "mode": params.mode.cpu(),
@@ -506,44 +515,41 @@ def _check_background(value: Any) -> tuple[tuple[float, float], ...] | None:
         raise type(e)(f"skip_background: {e}") from None
 
 
-def _box_sum(sat: Tensor, y1: Tensor, x1: Tensor, y2: Tensor, x2: Tensor, rows: Tensor) -> Tensor:
-    """Sum of the mask over ``[y1, y2) x [x1, x2)`` for ``(N, K)`` boxes (empty or inverted boxes give 0), in the
-    summed-area table ``sat`` (:func:`~anofast.ops.integral.integral_image`) of sample ``rows[i]`` for row ``i``."""
+def _box_sum(sat: np.ndarray, y1: np.ndarray, x1: np.ndarray, y2: np.ndarray, x2: np.ndarray,
+             rows: np.ndarray) -> np.ndarray:
+    """Sum of the mask over the boxes ``[y1, y2) x [x1, x2)`` (empty or inverted boxes give 0) in the summed-area
+    table ``sat`` (:func:`~anofast.ops.integral.integral_image`) of sample ``rows`` (broadcast with the boxes)."""
     _, hp1, wp1 = sat.shape
-    y1, y2 = y1.clamp(0, hp1 - 1), y2.clamp(0, hp1 - 1)
-    x1, x2 = x1.clamp(0, wp1 - 1), x2.clamp(0, wp1 - 1)
-    y2, x2 = torch.maximum(y1, y2), torch.maximum(x1, x2)
-    base = rows.view(-1, 1) * (hp1 * wp1)
-    flat = sat.view(-1)
-
-    def at(y: Tensor, x: Tensor) -> Tensor:
-        return flat[base + y * wp1 + x].to(torch.int64)
-
-    return (at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)).to(torch.float64)
+    y1, x1 = _clamp(y1, 0, hp1 - 1), _clamp(x1, 0, wp1 - 1)
+    y2, x2 = _clamp(y2, y1, hp1 - 1), _clamp(x2, x1, wp1 - 1)
+    flat = sat.reshape(-1)
+    r1, r2 = (rows * hp1 + y1) * wp1, (rows * hp1 + y2) * wp1  # where the table rows y1, y2 start
+    # exact in int32 (counts < 2**31, and so are the partial sums)
+    return (flat[r2 + x2] - flat[r1 + x2] - flat[r2 + x1] + flat[r1 + x1]).astype(np.float64)
 
 
-def _first_where(ok: Tensor, test: Callable[[Tensor, slice], Tensor]) -> tuple[Tensor, Tensor]:
-    """``(_first(hit), hit.any(1))`` of ``hit = ok & test(all rows, all columns)``, where ``test(rows, columns)``
-    (the costly box sums) runs on the first ``_PROBE`` candidates of every row, then on the rest only for the rows
-    without a hit: the same result, and most rows hit early."""
-    n, k = ok.shape
-    head = slice(0, min(_PROBE, k))
-    hit = ok[:, head] & test(torch.arange(n), head)
-    first, found = _first(hit), hit.any(1)
-    if k > _PROBE and not bool(found.all()):
-        miss = (~found).nonzero()[:, 0]
-        tail = slice(_PROBE, k)
-        hit = ok[miss, tail] & test(miss, tail)
-        first[miss] = _PROBE + _first(hit)
-        found[miss] = hit.any(1)
+def _first_where(n: int, test: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``_first`` of the ``(n, 200)`` feasibility of NSA's candidates, where ``test(rows, candidates)`` (``(N, 1)``
+    and ``(1, K)`` indices; the costly box sums) runs on the first ``_PROBE`` candidates of every row, then on the
+    rest only for the rows without a hit: the same result, and most rows hit early."""
+    rows, cand = np.arange(n)[:, None], np.arange(_CANDIDATES)[None]
+    first, found = _first(test(rows, cand[:, :_PROBE]))
+    if not found.all():
+        miss = (~found).nonzero()[0]
+        tail_first, found[miss] = _first(test(rows[miss], cand[:, _PROBE:]))
+        first[miss] = _PROBE + tail_first
     return first, found
 
 
-def _first(ok: Tensor) -> Tensor:
-    """Index of the first True per row (the last index when none)."""
-    k = ok.shape[1]
-    idx = torch.where(ok, torch.arange(k).view(1, -1), k)
-    return idx.min(1).values.clamp(max=k - 1)
+def _first(ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first True per row (the last index when none), and whether there is one."""
+    found = ok.any(1)
+    return np.where(found, ok.argmax(1), ok.shape[1] - 1), found
+
+
+def _clamp(a: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    """``torch.clamp`` (the max, then the min) without ``np.clip``'s overhead."""
+    return np.minimum(np.maximum(a, lo), hi)
 
 
 __all__ = ["NSAParams", "NaturalSynthetic"]

@@ -1,4 +1,4 @@
-// Batched Poisson blending: one patch per task, a fixed-schedule multigrid per channel.
+// Batched Poisson blending: one sample's patch rounds per task, a fixed-schedule multigrid per patch and channel.
 // Mirrors anofast/reference/poisson.py operation by operation (no FMA: -ffp-contract=off).
 #pragma once
 #include <cmath>
@@ -34,19 +34,134 @@ inline int num_levels(int64_t hp, int64_t wp) {
 #else
 #define ANOFAST_POISSON_CLONES
 #endif
+// Helpers inlined into blend_patch, so that they are vectorised in its AVX2 clone too.
+#if defined(__GNUC__)
+#define ANOFAST_POISSON_INLINE inline __attribute__((always_inline))
+#else
+#define ANOFAST_POISSON_INLINE inline
+#endif
 
+// The solver stores the red and the black cells of a level (red: (i + j) even) in two arrays ("split" layout), so
+// that a half-sweep of the red-black smoother computes only the cells it updates. Cell (i, j) lies in colour
+// (i + j) & 1, row i, position j >> 1, and a colour row holds hw = (w + 1) / 2 positions. A colour-c cell at
+// position q of row i (column j = 2q + p, p = (i + c) & 1) finds its up and down neighbours at position q of rows
+// i -+ 1 and its left and right ones at positions q - 1 + p and q + p of row i, all in the other colour.
+// A row has V positions (hw rounded up to 16: the restriction's blocks) between a zero pad on each side (stride
+// s = V + 2); the other loops stop at hw rounded up to 8, so the residual past it stays 0. There are h + 1 rows: the
+// last, zero, stands in for the missing row 2I + 1 of an odd-height level in the restriction. Padding and
+// nonexistent cells are off the domain, so nothing updates them. Every update computes the reference's expression
+// from the same operands, so the values are the reference's bit for bit.
 struct Level {
-  int64_t h = 0, w = 0;
-  std::vector<float> x, b;             // unknown (level 0) or error (coarser), right-hand side
-  std::vector<uint8_t> m, colour[2];   // domain, and domain cells of each colour (red = (i + j) even)
+  int64_t h = 0, w = 0, hw = 0, s = 0;
+  std::vector<float> x[2], b[2], r[2];  // unknown (level 0) or error (coarser), right-hand side, residual
+  std::vector<uint8_t> m[2];            // domain flags (0 on padding)
+  std::vector<uint8_t> nat;             // the domain in the natural h x w layout
+  int64_t at(int64_t i, int64_t j) const { return i * s + 1 + (j >> 1); }
+  int64_t rows_end() const { return (hw + 7) / 8 * 8; }  // positions per row the 8-wide loops process
 };
 
 // Reused per thread: no allocation once the sizes have been seen.
 struct Workspace {
   std::vector<Level> lv;
-  std::vector<float> r, tmp, dest, sol, src, rect;
+  std::vector<float> erow, nat, dest, sol, src, rect;
   std::vector<int32_t> cand, rowsum;
 };
+
+// A natural h x w array into a level's split arrays and back: in row i, even columns are colour i & 1 and odd
+// columns the other colour, column j at position j / 2 (loops over positions, so that they vectorise).
+ANOFAST_POISSON_INLINE void to_split(const Level& L, const float* v, std::vector<float>* dst) {
+  for (int64_t i = 0; i < L.h; ++i) {
+    const float* row = v + i * L.w;
+    float* even = dst[i & 1].data() + i * L.s + 1;
+    float* odd = dst[(i + 1) & 1].data() + i * L.s + 1;
+    for (int64_t q = 0; q < L.w / 2; ++q) {
+      even[q] = row[2 * q];
+      odd[q] = row[2 * q + 1];
+    }
+    if (L.w & 1) even[L.w / 2] = row[L.w - 1];
+  }
+}
+ANOFAST_POISSON_INLINE void from_split(const Level& L, const std::vector<float>* src, float* v) {
+  for (int64_t i = 0; i < L.h; ++i) {
+    float* row = v + i * L.w;
+    const float* even = src[i & 1].data() + i * L.s + 1;
+    const float* odd = src[(i + 1) & 1].data() + i * L.s + 1;
+    for (int64_t q = 0; q < L.w / 2; ++q) {
+      row[2 * q] = even[q];
+      row[2 * q + 1] = odd[q];
+    }
+    if (L.w & 1) row[L.w - 1] = even[L.w / 2];
+  }
+}
+
+// The update of one colour-c cell at split index k of a row with parity p: the reference's Gauss-Seidel value
+// (smooth) or residual, from the other colour o.
+#define ANOFAST_POISSON_SUM(o, b, k, s, p) ((b)[k] + (((o)[(k) - (s)] + (o)[(k) + (s)]) + ((o)[(k) - 1 + (p)] + (o)[(k) + (p)])))
+
+inline void smooth_colour(Level& L, int c) {
+  const int64_t s = L.s;
+  float* x = L.x[c].data();
+  const float* o = L.x[1 - c].data();
+  const float* b = L.b[c].data();
+  const uint8_t* m = L.m[c].data();
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    const int64_t k0 = i * s + 1, p = (i + c) & 1;
+    for (int64_t k = k0; k < k0 + L.hw; ++k) {
+      const float t = ANOFAST_POISSON_SUM(o, b, k, s, p) * 0.25f;
+      x[k] = m[k] ? t : x[k];
+    }
+  }
+}
+
+// r = b + (sum of the 4 neighbours) - 4 x on the domain cells of colour c, 0 on the others (rows 0, h - 1 and h
+// are never written: they stay 0).
+inline void residual_colour(Level& L, int c) {
+  const int64_t s = L.s;
+  const float* x = L.x[c].data();
+  const float* o = L.x[1 - c].data();
+  const float* b = L.b[c].data();
+  const uint8_t* m = L.m[c].data();
+  float* r = L.r[c].data();
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    const int64_t k0 = i * s + 1, p = (i + c) & 1;
+    for (int64_t k = k0; k < k0 + L.hw; ++k) {
+      const float v = ANOFAST_POISSON_SUM(o, b, k, s, p) - 4.0f * x[k];
+      r[k] = m[k] ? v : 0.0f;
+    }
+  }
+}
+
+// Coarse cell (I, J) gets (r[2I][2J] + r[2I][2J + 1]) + (r[2I + 1][2J] + r[2I + 1][2J + 1]): in the split layout
+// the four children sit at position J of rows 2I and 2I + 1, red, black, black, red (missing children read 0).
+inline void restrict_rows(const Level& F, Level& C) {
+  for (int64_t I = 0; I < C.h; ++I) {
+    const int64_t k = 2 * I * F.s + 1;
+    for (int64_t J = 0; J < C.w; ++J) {
+      const float v = (F.r[0][k + J] + F.r[1][k + J]) + (F.r[1][k + F.s + J] + F.r[0][k + F.s + J]);
+      C.b[(I + J) & 1][C.at(I, J)] = v;
+    }
+  }
+}
+
+// Coarse row I of the error in the natural layout, into e (zero beyond its C.w cells, up to `len`).
+inline void coarse_row(const Level& C, int64_t I, float* e, int64_t len) {
+  for (int64_t J = 0; J < C.w; ++J) e[J] = C.x[(I + J) & 1][C.at(I, J)];
+  std::fill(e + C.w, e + len, 0.0f);
+}
+
+// x += e[i / 2][j / 2] on the domain cells (piecewise-constant prolongation): a fine colour cell at position q has
+// j / 2 = q.
+inline void prolong_scalar(Level& L, const Level& C, std::vector<float>& erow) {
+  erow.resize(L.rows_end());
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    if (i == 1 || (i & 1) == 0) coarse_row(C, i / 2, erow.data(), L.rows_end());
+    for (int c = 0; c < 2; ++c) {
+      float* x = L.x[c].data() + i * L.s + 1;
+      const uint8_t* m = L.m[c].data() + i * L.s + 1;
+      for (int64_t q = 0; q < L.hw; ++q) x[q] = m[q] ? x[q] + erow[q] : x[q];
+    }
+  }
+}
 
 #ifdef ANOFAST_X86_SIMD
 // The 8 lanes of a uint8 0/1 (or 0/nonzero) mask as an all-ones / all-zeros float blend mask.
@@ -56,220 +171,245 @@ __attribute__((target("avx2"))) inline __m256 domain8(const uint8_t* m) {
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8))),
                                                 _mm256_setzero_si256()));
 }
-#endif
 
-// One red-black Gauss-Seidel pass over the domain cells of colour c (red = (i + j) even), on the flat index range
-// [k0, k1) of the level: every cell is computed into t from the unmodified values, then the colour-c domain cells
-// are kept. Colour-c cells read only cells of the other colour, which the pass does not write, so this gives the
-// reference's values; cells off the domain (the border rows and columns among them) never change.
-inline void smooth_pass(Level& L, int c, int64_t k0, int64_t k1, float* t) {
-  const int64_t w = L.w;
-  float* x = L.x.data();
-  const float* b = L.b.data();
-  const uint8_t* sel = L.colour[c].data();
-  for (int64_t k = k0; k < k1; ++k) t[k] = (b[k] + ((x[k - w] + x[k + w]) + (x[k - 1] + x[k + 1]))) * 0.25f;
-  for (int64_t k = k0; k < k1; ++k) x[k] = sel[k] ? t[k] : x[k];
+__attribute__((target("avx2"))) inline __m256 sum8(const float* o, const float* b, int64_t k, int64_t s, int64_t p) {
+  const __m256 ud = _mm256_add_ps(_mm256_loadu_ps(o + k - s), _mm256_loadu_ps(o + k + s));
+  const __m256 lr = _mm256_add_ps(_mm256_loadu_ps(o + k - 1 + p), _mm256_loadu_ps(o + k + p));
+  return _mm256_add_ps(_mm256_loadu_ps(b + k), _mm256_add_ps(ud, lr));
 }
 
-#ifdef ANOFAST_X86_SIMD
-// smooth_pass, 8 cells at a time in one loop (the tail by smooth_pass). Each block is stored one iteration late:
-// storing it at once would stall the next block's overlapping unaligned load of its left neighbour (store
-// forwarding). Reading a neighbour before or after its update gives the same value for the kept cells (above).
-__attribute__((target("avx2"))) inline void smooth_pass_avx2(Level& L, int c, int64_t k0, int64_t k1, float* t) {
-  const int64_t w = L.w, end = k0 + (k1 - k0) / 8 * 8;
-  float* x = L.x.data();
-  const float* b = L.b.data();
-  const uint8_t* sel = L.colour[c].data();
+// smooth_colour over all V positions of a row, 8 at a time (padding is off the domain).
+__attribute__((target("avx2"))) inline void smooth_colour_avx2(Level& L, int c) {
+  const int64_t s = L.s, V = L.rows_end();
+  float* x = L.x[c].data();
+  const float* o = L.x[1 - c].data();
+  const float* b = L.b[c].data();
+  const uint8_t* m = L.m[c].data();
   const __m256 quarter = _mm256_set1_ps(0.25f);
-  __m256 held = _mm256_setzero_ps();
-  for (int64_t k = k0; k < end; k += 8) {
-    const __m256 ud = _mm256_add_ps(_mm256_loadu_ps(x + k - w), _mm256_loadu_ps(x + k + w));
-    const __m256 lr = _mm256_add_ps(_mm256_loadu_ps(x + k - 1), _mm256_loadu_ps(x + k + 1));
-    const __m256 tv = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(b + k), _mm256_add_ps(ud, lr)), quarter);
-    const __m256 nv = _mm256_blendv_ps(_mm256_loadu_ps(x + k), tv, domain8(sel + k));
-    if (k > k0) _mm256_storeu_ps(x + k - 8, held);
-    held = nv;
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    const int64_t k0 = i * s + 1, p = (i + c) & 1;
+    for (int64_t k = k0; k < k0 + V; k += 8) {
+      const __m256 t = _mm256_mul_ps(sum8(o, b, k, s, p), quarter);
+      _mm256_storeu_ps(x + k, _mm256_blendv_ps(_mm256_loadu_ps(x + k), t, domain8(m + k)));
+    }
   }
-  if (end > k0) _mm256_storeu_ps(x + end - 8, held);
-  smooth_pass(L, c, end, k1, t);
+}
+
+__attribute__((target("avx2"))) inline void residual_colour_avx2(Level& L, int c) {
+  const int64_t s = L.s, V = L.rows_end();
+  const float* x = L.x[c].data();
+  const float* o = L.x[1 - c].data();
+  const float* b = L.b[c].data();
+  const uint8_t* m = L.m[c].data();
+  float* r = L.r[c].data();
+  const __m256 four = _mm256_set1_ps(4.0f);
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    const int64_t k0 = i * s + 1, p = (i + c) & 1;
+    for (int64_t k = k0; k < k0 + V; k += 8) {
+      const __m256 v = _mm256_sub_ps(sum8(o, b, k, s, p), _mm256_mul_ps(four, _mm256_loadu_ps(x + k)));
+      _mm256_storeu_ps(r + k, _mm256_and_ps(v, domain8(m + k)));
+    }
+  }
+}
+
+// restrict_rows for 16 coarse columns at a time: their even and odd columns go to the two colours.
+__attribute__((target("avx2"))) inline void restrict_rows_avx2(const Level& F, Level& C) {
+  for (int64_t I = 0; I < C.h; ++I) {
+    const float* r0 = F.r[0].data() + 2 * I * F.s + 1;
+    const float* r1 = F.r[1].data() + 2 * I * F.s + 1;
+    float* even = C.b[I & 1].data() + I * C.s + 1;  // column J = 2q + 0 has colour I & 1
+    float* odd = C.b[(I + 1) & 1].data() + I * C.s + 1;
+    for (int64_t J = 0; J < C.w; J += 16) {
+      __m256 v[2];
+      for (int h = 0; h < 2; ++h) {
+        const int64_t k = J + 8 * h;
+        v[h] = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(r0 + k), _mm256_loadu_ps(r1 + k)),
+                             _mm256_add_ps(_mm256_loadu_ps(r1 + F.s + k), _mm256_loadu_ps(r0 + F.s + k)));
+      }
+      const __m256 e = _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256 o = _mm256_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1));
+      _mm256_storeu_ps(even + J / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+      _mm256_storeu_ps(odd + J / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+    }
+  }
+}
+
+// coarse_row for 16 columns at a time: column 2q of coarse row I is position q of colour I & 1, column 2q + 1 of the
+// other colour. Columns past C.w read cells off the domain or padding, whose error stays 0.
+__attribute__((target("avx2"))) inline void coarse_row_avx2(const Level& C, int64_t I, float* e, int64_t len) {
+  const float* ev = C.x[I & 1].data() + I * C.s + 1;
+  const float* od = C.x[(I + 1) & 1].data() + I * C.s + 1;
+  for (int64_t J = 0; J < len; J += 16) {
+    const __m256 a = _mm256_loadu_ps(ev + J / 2), b = _mm256_loadu_ps(od + J / 2);
+    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+    _mm256_storeu_ps(e + J, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(e + J + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+}
+
+__attribute__((target("avx2"))) inline void prolong_avx2(Level& L, const Level& C, std::vector<float>& erow) {
+  const int64_t V = L.rows_end();
+  erow.resize(V + 16);  // coarse_row_avx2 writes whole blocks of 16
+  for (int64_t i = 1; i < L.h - 1; ++i) {
+    if (i == 1 || (i & 1) == 0) coarse_row_avx2(C, i / 2, erow.data(), V);
+    for (int c = 0; c < 2; ++c) {
+      float* x = L.x[c].data() + i * L.s + 1;
+      const uint8_t* m = L.m[c].data() + i * L.s + 1;
+      for (int64_t q = 0; q < V; q += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + q);
+        _mm256_storeu_ps(x + q, _mm256_blendv_ps(xv, _mm256_add_ps(xv, _mm256_loadu_ps(erow.data() + q)),
+                                                 domain8(m + q)));
+      }
+    }
+  }
 }
 #endif
 
-// `sweeps` red-black sweeps over the interior rows (flat range [w + 1, (h - 1) w - 1)); t: scratch of the level's
-// size.
-inline void smooth(Level& L, int sweeps, float* t) {
+// `sweeps` red-black sweeps (red, then black) over the interior rows.
+inline void smooth(Level& L, int sweeps, bool avx2) {
   if (L.h < 3 || L.w < 3) return;
-  const int64_t k0 = L.w + 1, k1 = (L.h - 1) * L.w - 1;
-#ifdef ANOFAST_X86_SIMD
-  const bool avx2 = simd::use_avx2();
-#else
-  constexpr bool avx2 = false;
-#endif
-  for (int s = 0; s < sweeps; ++s) {
+  for (int k = 0; k < sweeps; ++k) {
     for (int c = 0; c < 2; ++c) {
 #ifdef ANOFAST_X86_SIMD
-      if (avx2) smooth_pass_avx2(L, c, k0, k1, t);
+      if (avx2) {
+        smooth_colour_avx2(L, c);
+        continue;
+      }
 #endif
-      if (!avx2) smooth_pass(L, c, k0, k1, t);
+      smooth_colour(L, c);
     }
   }
 }
 
-// r = b + (sum of the 4 neighbours) - 4 x on the domain cells of the flat range [k0, k1), 0 on the others.
-inline void residual_scalar(const Level& F, float* r, int64_t k0, int64_t k1) {
-  const int64_t w = F.w;
-  const float* x = F.x.data();
-  const float* b = F.b.data();
-  const uint8_t* m = F.m.data();
-  for (int64_t k = k0; k < k1; ++k) {
-    const float v = (b[k] + ((x[k - w] + x[k + w]) + (x[k - 1] + x[k + 1]))) - 4.0f * x[k];
-    r[k] = m[k] ? v : 0.0f;
-  }
-}
-
-// x += e[i / 2][j / 2] on the domain cells of rows [1, h - 1) from column j0 (piecewise-constant prolongation).
-inline void prolong_scalar(Level& L, const Level& C, int64_t j0) {
-  for (int64_t i = 1; i < L.h - 1; ++i) {
-    float* x = L.x.data() + i * L.w;
-    const uint8_t* m = L.m.data() + i * L.w;
-    const float* e = C.x.data() + (i / 2) * C.w;
-    for (int64_t j = j0; j < L.w - 1; ++j) x[j] = m[j] ? x[j] + e[j / 2] : x[j];
-  }
-}
-
+// Residual of level F restricted into the right-hand side of level C (whose error is reset to 0).
+inline void restrict_residual(Level& F, Level& C, bool avx2) {
+  for (int c = 0; c < 2; ++c) {
 #ifdef ANOFAST_X86_SIMD
-// residual_scalar, 8 cells at a time (the tail by residual_scalar).
-__attribute__((target("avx2"))) inline void residual_avx2(const Level& F, float* r, int64_t k0, int64_t k1) {
-  const int64_t w = F.w, end = k0 + (k1 > k0 ? (k1 - k0) / 8 * 8 : 0);
-  const float* x = F.x.data();
-  const float* b = F.b.data();
-  const uint8_t* m = F.m.data();
-  const __m256 four = _mm256_set1_ps(4.0f);
-  for (int64_t k = k0; k < end; k += 8) {
-    const __m256 ud = _mm256_add_ps(_mm256_loadu_ps(x + k - w), _mm256_loadu_ps(x + k + w));
-    const __m256 lr = _mm256_add_ps(_mm256_loadu_ps(x + k - 1), _mm256_loadu_ps(x + k + 1));
-    const __m256 v = _mm256_sub_ps(_mm256_add_ps(_mm256_loadu_ps(b + k), _mm256_add_ps(ud, lr)),
-                                   _mm256_mul_ps(four, _mm256_loadu_ps(x + k)));
-    _mm256_storeu_ps(r + k, _mm256_and_ps(v, domain8(m + k)));
-  }
-  residual_scalar(F, r, end, k1);
-}
-
-// prolong_scalar with 8 columns at a time from column 0 (column 0 is off the domain: unchanged).
-__attribute__((target("avx2"))) inline void prolong_avx2(Level& L, const Level& C) {
-  const int64_t end = L.w >= 8 ? (L.w - 8) / 8 * 8 + 8 : 0;  // 8-wide blocks [j, j + 8) with j + 8 <= w
-  const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-  for (int64_t i = 1; i < L.h - 1; ++i) {
-    float* x = L.x.data() + i * L.w;
-    const uint8_t* m = L.m.data() + i * L.w;
-    const float* e = C.x.data() + (i / 2) * C.w;
-    for (int64_t j = 0; j < end; j += 8) {
-      const __m256 ev = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(e + j / 2)), pairs);
-      const __m256 xv = _mm256_loadu_ps(x + j);
-      _mm256_storeu_ps(x + j, _mm256_blendv_ps(xv, _mm256_add_ps(xv, ev), domain8(m + j)));
+    if (avx2) {
+      residual_colour_avx2(F, c);
+      continue;
     }
+#endif
+    residual_colour(F, c);
   }
-  prolong_scalar(L, C, end > 1 ? end : 1);
-}
-#endif
-
-inline void residual(const Level& F, float* r, int64_t k0, int64_t k1) {
 #ifdef ANOFAST_X86_SIMD
-  if (simd::use_avx2()) return residual_avx2(F, r, k0, k1);
+  if (avx2) restrict_rows_avx2(F, C);
+  else restrict_rows(F, C);
+#else
+  restrict_rows(F, C);
 #endif
-  residual_scalar(F, r, k0, k1);
+  std::fill(C.x[0].begin(), C.x[0].end(), 0.0f);
+  std::fill(C.x[1].begin(), C.x[1].end(), 0.0f);
 }
 
-inline void prolong(Level& L, const Level& C) {
+inline void prolong(Level& L, const Level& C, std::vector<float>& erow, bool avx2) {
 #ifdef ANOFAST_X86_SIMD
-  if (simd::use_avx2()) return prolong_avx2(L, C);
+  if (avx2) return prolong_avx2(L, C, erow);
 #endif
-  prolong_scalar(L, C, 1);
+  prolong_scalar(L, C, erow);
 }
 
-// Residual of level `l` restricted into the right-hand side of level l + 1 (whose error is reset to 0).
-ANOFAST_POISSON_CLONES inline void restrict_residual(Level& F, Level& C, std::vector<float>& r) {
-  const int64_t h = F.h, w = F.w;
-  // one flat loop over the interior rows (their first and last cells are off the domain, so they get 0)
-  const int64_t k0 = h >= 3 ? w + 1 : h * w, k1 = h >= 3 ? (h - 1) * w - 1 : h * w;
-  std::fill(r.begin(), r.begin() + k0, 0.0f);
-  std::fill(r.begin() + k1, r.begin() + h * w, 0.0f);
-  residual(F, r.data(), k0, k1);
-  for (int64_t I = 0; I < C.h; ++I) {
-    const int64_t i = 2 * I;
-    const float* r0 = r.data() + i * w;
-    const float* r1 = r0 + w;
-    float* cb = C.b.data() + I * C.w;
-    const int64_t full = i + 1 < h ? w / 2 : 0;  // columns J whose four children all exist
-    for (int64_t J = 0; J < full; ++J) cb[J] = (r0[2 * J] + r0[2 * J + 1]) + (r1[2 * J] + r1[2 * J + 1]);
-    for (int64_t J = full; J < C.w; ++J) {
-      const int64_t j = 2 * J;
-      const float a = r0[j];
-      const float bb = j + 1 < w ? r0[j + 1] : 0.0f;
-      const float c = i + 1 < h ? r1[j] : 0.0f;
-      const float d = (i + 1 < h && j + 1 < w) ? r1[j + 1] : 0.0f;
-      cb[J] = (a + bb) + (c + d);
-    }
-  }
-  std::fill(C.x.begin(), C.x.end(), 0.0f);
-}
-
-ANOFAST_POISSON_CLONES inline void vcycle(Workspace& ws, size_t l) {
+inline void vcycle(Workspace& ws, size_t l, bool avx2) {
   Level& L = ws.lv[l];
   if (l + 1 == ws.lv.size()) {
-    smooth(L, kCoarse, ws.tmp.data());
+    smooth(L, kCoarse, avx2);
     return;
   }
-  smooth(L, kPre, ws.tmp.data());
+  smooth(L, kPre, avx2);
   Level& C = ws.lv[l + 1];
-  restrict_residual(L, C, ws.r);
-  vcycle(ws, l + 1);
-  prolong(L, C);
-  smooth(L, kPost, ws.tmp.data());
+  restrict_residual(L, C, avx2);
+  vcycle(ws, l + 1, avx2);
+  prolong(L, C, ws.erow, avx2);
+  smooth(L, kPost, avx2);
 }
 
-// Sets up the level hierarchy of one patch (sizes and domains).
+// Sets up the level hierarchy of one patch (sizes and domains; every split array zeroed).
 // region: the destination-space domain at the patch's top-left corner, row stride wp (nullptr: everywhere).
-ANOFAST_POISSON_CLONES inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const uint8_t* region, int64_t wp) {
+inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const uint8_t* region, int64_t wp) {
   ws.lv.resize(nlev);
   for (int l = 0; l < nlev; ++l) {
     Level& L = ws.lv[l];
     L.h = l == 0 ? h : (ws.lv[l - 1].h + 1) / 2;
     L.w = l == 0 ? w : (ws.lv[l - 1].w + 1) / 2;
-    const size_t n = static_cast<size_t>(L.h * L.w);
-    L.x.resize(n);
-    L.b.resize(n);
-    L.m.assign(n, 0);
+    L.hw = (L.w + 1) / 2;
+    L.s = (L.hw + 15) / 16 * 16 + 2;
+    L.nat.resize(static_cast<size_t>(L.h * L.w));
     for (int64_t i = 0; i < L.h; ++i) {
-      for (int64_t j = 0; j < L.w; ++j) {
-        uint8_t v;
-        if (l == 0) {
-          v = (region == nullptr || region[i * wp + j] != 0) && i >= 1 && i <= h - 2 && j >= 1 && j <= w - 2;
-        } else {
-          const Level& F = ws.lv[l - 1];
-          const int64_t fi = 2 * i, fj = 2 * j;
-          v = fi + 1 < F.h && fj + 1 < F.w && F.m[fi * F.w + fj] && F.m[fi * F.w + fj + 1] &&
-              F.m[(fi + 1) * F.w + fj] && F.m[(fi + 1) * F.w + fj + 1];
-        }
-        L.m[i * L.w + j] = v;
+      uint8_t* row = L.nat.data() + i * L.w;
+      if (l == 0) {
+        const bool inner = i >= 1 && i <= h - 2;
+        for (int64_t j = 0; j < L.w; ++j)
+          row[j] = inner && j >= 1 && j <= w - 2 && (region == nullptr || region[i * wp + j] != 0);
+      } else {
+        const Level& F = ws.lv[l - 1];
+        const uint8_t* f0 = F.nat.data() + 2 * i * F.w;
+        const uint8_t* f1 = f0 + F.w;
+        const bool pair = 2 * i + 1 < F.h;
+        for (int64_t j = 0; j < L.w; ++j)
+          row[j] = pair && 2 * j + 1 < F.w && f0[2 * j] && f0[2 * j + 1] && f1[2 * j] && f1[2 * j + 1];
       }
     }
+    const size_t n = static_cast<size_t>((L.h + 1) * L.s);
     for (int c = 0; c < 2; ++c) {
-      L.colour[c].resize(n);
-      for (int64_t i = 0; i < L.h; ++i)
-        for (int64_t j = 0; j < L.w; ++j) L.colour[c][i * L.w + j] = L.m[i * L.w + j] && ((i + j) & 1) == c;
+      L.x[c].assign(n, 0.0f);
+      L.b[c].assign(n, 0.0f);
+      L.r[c].assign(n, 0.0f);
+      L.m[c].assign(n, 0);
     }
+    for (int64_t i = 0; i < L.h; ++i)
+      for (int64_t j = 0; j < L.w; ++j) L.m[(i + j) & 1][L.at(i, j)] = L.nat[i * L.w + j];
   }
   const size_t n0 = static_cast<size_t>(h * w);
-  if (ws.r.size() < n0) ws.r.resize(n0);
-  if (ws.tmp.size() < n0) ws.tmp.resize(n0);
-  if (ws.cand.size() < n0) ws.cand.resize(n0);
+  if (ws.nat.size() < 2 * n0) ws.nat.resize(2 * n0);
 }
 
-inline float edge(float sp, float sq, float dp, float dq, bool mixed) {
+ANOFAST_POISSON_INLINE float edge(float sp, float sq, float dp, float dq, bool mixed) {
   const float s = sp - sq, d = dp - dq;
   return (mixed && !(std::fabs(s) > std::fabs(d))) ? d : s;
 }
+
+// The right-hand side b (the guidance field's divergence) and the initial x (the source on the domain, the
+// destination d elsewhere) of the natural-layout cells [k0, k1), each inside rows 1 .. h - 2 (all neighbours exist).
+inline void init_rows(const float* d, const float* s, const uint8_t* dom, float* b, float* x, int64_t k0, int64_t k1,
+                      int64_t w, bool mixed) {
+  for (int64_t k = k0; k < k1; ++k) {
+    const float up = edge(s[k], s[k - w], d[k], d[k - w], mixed);
+    const float dn = edge(s[k], s[k + w], d[k], d[k + w], mixed);
+    const float lf = edge(s[k], s[k - 1], d[k], d[k - 1], mixed);
+    const float rt = edge(s[k], s[k + 1], d[k], d[k + 1], mixed);
+    const float bv = (up + dn) + (lf + rt);
+    b[k] = dom[k] ? bv : 0.0f;
+    x[k] = dom[k] ? s[k] : d[k];
+  }
+}
+
+#ifdef ANOFAST_X86_SIMD
+// edge() of 8 cells against their neighbours at q: the source's difference, or in mixed mode the destination's
+// where its magnitude is not smaller.
+__attribute__((target("avx2"))) inline __m256 edge8(const float* s, const float* d, __m256 s0, __m256 d0, int64_t q,
+                                                    bool mixed) {
+  const __m256 ev = _mm256_sub_ps(s0, _mm256_loadu_ps(s + q));
+  if (!mixed) return ev;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 dv = _mm256_sub_ps(d0, _mm256_loadu_ps(d + q));
+  return _mm256_blendv_ps(dv, ev, _mm256_cmp_ps(_mm256_and_ps(ev, abs_mask), _mm256_and_ps(dv, abs_mask), _CMP_GT_OQ));
+}
+
+// init_rows, 8 cells at a time (the tail by init_rows).
+__attribute__((target("avx2"))) inline void init_rows_avx2(const float* d, const float* s, const uint8_t* dom, float* b,
+                                                            float* x, int64_t k0, int64_t k1, int64_t w, bool mixed) {
+  const int64_t end = k0 + (k1 - k0) / 8 * 8;
+  for (int64_t k = k0; k < end; k += 8) {
+    const __m256 s0 = _mm256_loadu_ps(s + k), d0 = _mm256_loadu_ps(d + k);
+    const __m256 bv = _mm256_add_ps(_mm256_add_ps(edge8(s, d, s0, d0, k - w, mixed), edge8(s, d, s0, d0, k + w, mixed)),
+                                    _mm256_add_ps(edge8(s, d, s0, d0, k - 1, mixed), edge8(s, d, s0, d0, k + 1, mixed)));
+    const __m256 m = domain8(dom + k);
+    _mm256_storeu_ps(b + k, _mm256_and_ps(bv, m));
+    _mm256_storeu_ps(x + k, _mm256_blendv_ps(d0, s0, m));
+  }
+  init_rows(d, s, dom, b, x, end, k1, w, mixed);
+}
+#endif
 
 // Bilinear resampling of the source rectangle (sy, sx, sh, sw) of a (C, hs, ws) image to h x w (reference: resample).
 // The column coordinates are computed once per patch (the same float operations as per pixel, so the same bits).
@@ -338,7 +478,7 @@ inline void rect_to_float(std::vector<float>& buf, const uint8_t* img, int64_t C
 
 // mask (and diff) over the box rows: any_c(out != original) and sum_c |out - original| in channel order.
 template <typename T>
-inline void mark_changes(const float* out, const T* original, float* mask, float* diff, int64_t C, int64_t H,
+ANOFAST_POISSON_INLINE void mark_changes(const float* out, const T* original, float* mask, float* diff, int64_t C, int64_t H,
                          int64_t W, int64_t y0, int64_t x0, int64_t h, int64_t w) {
   auto load = [](T v) -> float {
     if constexpr (std::is_same_v<T, uint8_t>) return static_cast<float>(v) * kInv255;
@@ -369,7 +509,7 @@ inline void mark_changes(const float* out, const T* original, float* mask, float
 ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, Image original, float* mask, float* diff,
                         const uint8_t* region, Image img, int64_t C, int64_t H, int64_t W, int64_t hs, int64_t wsz,
                         const int32_t* sbox, float scy, float scx, const int32_t* box, bool mixed, float tol_sum,
-                        int cycles) {
+                        int cycles, bool avx2) {
   const int64_t y0 = box[0], x0 = box[1], h = box[2], w = box[3];
   if (h <= 0 || w <= 0) return;
   setup_levels(ws, num_levels(h, w), h, w, region ? region + y0 * W + x0 : nullptr, W);
@@ -383,71 +523,69 @@ ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, Image 
   } else {
     resample(ws.src.data(), img.f, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3], scy, scx, h, w);
   }
-  const int64_t wp = w;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < h; ++i)
       std::memcpy(ws.dest.data() + c * n + i * w, out + (c * H + y0 + i) * W + x0, sizeof(float) * w);
   Level& L0 = ws.lv[0];
+  const uint8_t* dom = L0.nat.data();
+  float* nb = ws.nat.data();  // natural-layout b, then x
+  float* nx = nb + n;
   for (int64_t c = 0; c < C; ++c) {
     const float* d = ws.dest.data() + c * n;
     const float* s = ws.src.data() + c * n;
-    for (int64_t i = 0; i < h; ++i) {
-      for (int64_t j = 0; j < w; ++j) {
-        const int64_t k = i * w + j;
-        if (L0.m[k]) {
-          const float* sp = s + i * wp + j;
-          const float* dp = d + k;
-          const float up = edge(sp[0], sp[-wp], dp[0], dp[-w], mixed);
-          const float dn = edge(sp[0], sp[wp], dp[0], dp[w], mixed);
-          const float lf = edge(sp[0], sp[-1], dp[0], dp[-1], mixed);
-          const float rt = edge(sp[0], sp[1], dp[0], dp[1], mixed);
-          L0.b[k] = (up + dn) + (lf + rt);
-          L0.x[k] = sp[0];
-        } else {
-          L0.b[k] = 0.0f;
-          L0.x[k] = d[k];
-        }
-      }
+    // b and the initial x (the source on the domain, the destination elsewhere); rows 0 and h - 1 and the first
+    // and last columns are off the domain, so one flat loop over the interior rows reads in bounds
+    std::fill(nb, nb + n, 0.0f);
+    std::memcpy(nx, d, sizeof(float) * n);
+    if (h >= 3) {
+#ifdef ANOFAST_X86_SIMD
+      if (avx2) init_rows_avx2(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
+      else init_rows(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
+#else
+      init_rows(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
+#endif
     }
-    for (int k = 0; k < cycles; ++k) vcycle(ws, 0);
+    to_split(L0, nb, L0.b);
+    to_split(L0, nx, L0.x);
+    for (int k = 0; k < cycles; ++k) vcycle(ws, 0, avx2);
+    from_split(L0, L0.x, nx);
     float* o = ws.sol.data() + c * n;
     for (int64_t k = 0; k < n; ++k) {
-      float v = L0.x[k];
+      float v = nx[k];
       v = v > 0.0f ? v : 0.0f;
       v = v < 1.0f ? v : 1.0f;
       o[k] = v;
     }
   }
-  // candidates: sum_c |o - d| > tol_sum inside the domain; then the 5x5 majority vote.
-  for (int64_t k = 0; k < n; ++k) {
-    float t = std::fabs(ws.sol[k] - ws.dest[k]);
-    for (int64_t c = 1; c < C; ++c) t = t + std::fabs(ws.sol[c * n + k] - ws.dest[c * n + k]);
-    ws.cand[k] = L0.m[k] && t > tol_sum;
-  }
-  // 5x5 vote as two 5-tap integer sums (exact): rows into ws.rowsum (zero beyond the patch), then columns
-  ws.rowsum.resize(n);
+  // candidates: sum_c |o - d| > tol_sum inside the domain, into rows padded by two zeros on each side
+  float* t = nb;
+  for (int64_t k = 0; k < n; ++k) t[k] = std::fabs(ws.sol[k] - ws.dest[k]);
+  for (int64_t c = 1; c < C; ++c)
+    for (int64_t k = 0; k < n; ++k) t[k] = t[k] + std::fabs(ws.sol[c * n + k] - ws.dest[c * n + k]);
+  const int64_t wc = w + 4;
+  ws.cand.assign(h * wc, 0);
   for (int64_t i = 0; i < h; ++i) {
-    const int32_t* cr = ws.cand.data() + i * w;
-    int32_t* rr = ws.rowsum.data() + i * w;
-    for (int64_t j = 0; j < w; ++j) {
-      int32_t v = 0;
-      if (j >= 2 && j + 2 < w) {
-        v = (cr[j - 2] + cr[j - 1]) + (cr[j] + cr[j + 1]) + cr[j + 2];
-      } else {
-        for (int64_t dj = -2; dj <= 2; ++dj) v += (j + dj >= 0 && j + dj < w) ? cr[j + dj] : 0;
-      }
-      rr[j] = v;
-    }
+    int32_t* cr = ws.cand.data() + i * wc + 2;
+    for (int64_t j = 0; j < w; ++j) cr[j] = int32_t{dom[i * w + j] != 0} & int32_t{t[i * w + j] > tol_sum};
   }
+  // the 5x5 majority vote as two 5-tap integer sums (exact): along the rows, then down the columns
+  ws.rowsum.resize(n + w);
+  for (int64_t i = 0; i < h; ++i) {
+    const int32_t* cr = ws.cand.data() + i * wc;
+    int32_t* rr = ws.rowsum.data() + i * w;
+    for (int64_t j = 0; j < w; ++j) rr[j] = (cr[j] + cr[j + 1]) + (cr[j + 2] + cr[j + 3]) + cr[j + 4];
+  }
+  int32_t* votes = ws.rowsum.data() + n;
   for (int64_t i = 1; i < h - 1; ++i) {
     const int64_t ia = std::max<int64_t>(i - 2, 0), ib = std::min<int64_t>(i + 2, h - 1);
-    for (int64_t j = 1; j < w - 1; ++j) {
-      if (!L0.m[i * w + j]) continue;
-      int32_t votes = 0;
-      for (int64_t r = ia; r <= ib; ++r) votes += ws.rowsum[r * w + j];
-      if (votes >= kMajority) {
-        for (int64_t c = 0; c < C; ++c) out[(c * H + y0 + i) * W + x0 + j] = ws.sol[c * n + i * w + j];
-      }
+    std::memcpy(votes, ws.rowsum.data() + ia * w, sizeof(int32_t) * w);
+    for (int64_t r = ia + 1; r <= ib; ++r)
+      for (int64_t j = 0; j < w; ++j) votes[j] += ws.rowsum[r * w + j];
+    const uint8_t* dr = dom + i * w;
+    for (int64_t c = 0; c < C; ++c) {
+      float* orow = out + (c * H + y0 + i) * W + x0;
+      const float* srow = ws.sol.data() + c * n + i * w;
+      for (int64_t j = 0; j < w; ++j) orow[j] = dr[j] && votes[j] >= kMajority ? srow[j] : orow[j];
     }
   }
   // mask (and diff) over the box, branch-free so that it vectorises

@@ -1,4 +1,4 @@
-// mirrors anofast/reference/poisson.py: binding of poisson_blend_cpu (one patch per task).
+// mirrors anofast/reference/poisson.py: binding of poisson_blend_cpu (one sample's patch rounds per task).
 #include "poisson/poisson.h"
 
 #include <optional>
@@ -42,23 +42,25 @@ void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<flo
   if (diff) check_shape(*diff, "diff", {B, 1, H, W});
   const poisson::Image src = image_arg(source, "source", {-1, C, -1, -1});
   const int64_t N = source.shape(0), hs = source.shape(2), ws = source.shape(3);
+  check_shape(box, "box", {B, -1, 4});
+  const int64_t K = box.shape(1);  // patch rounds
   check_shape(src_index, "src_index", {B});
-  check_shape(src_box, "src_box", {B, 4});
-  check_shape(scale, "scale", {B, 2});
-  check_shape(box, "box", {B, 4});
+  check_shape(src_box, "src_box", {B, K, 4});
+  check_shape(scale, "scale", {B, K, 2});
   check_shape(mode, "mode", {B});
   if (region) check_shape(*region, "region", {B, 1, H, W});
   if (cycles < 0) throw py::value_error("cycles must be >= 0");
   const int32_t* bx = box.data();
   const int32_t* sb = src_box.data();
   const int32_t* si = src_index.data();
-  for (int64_t b = 0; b < B; ++b) {
-    const int32_t* q = bx + 4 * b;
-    const int32_t* s = sb + 4 * b;
+  for (int64_t t = 0; t < B * K; ++t) {
+    const int32_t* q = bx + 4 * t;
+    const int32_t* s = sb + 4 * t;
+    const int32_t n = si[t / K];
     if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[3] < 0 || q[0] + q[2] > H || q[1] + q[3] > W) {
       throw py::value_error("box rows (y0, x0, h, w) must lie inside the image");
     }
-    if (q[2] > 0 && q[3] > 0 && (si[b] < 0 || si[b] >= N || s[0] < 0 || s[1] < 0 || s[2] < 1 || s[3] < 1 ||
+    if (q[2] > 0 && q[3] > 0 && (n < 0 || n >= N || s[0] < 0 || s[1] < 0 || s[2] < 1 || s[3] < 1 ||
                                  s[0] + s[2] > hs || s[1] + s[3] > ws)) {
       throw py::value_error("src_index / src_box rows must lie inside the source images");
     }
@@ -69,13 +71,22 @@ void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<flo
   const float* sc = scale.data();
   const uint8_t* reg = region ? region->data() : nullptr;
   const int32_t* md = mode.data();
+#ifdef ANOFAST_X86_SIMD
+  const bool avx2 = simd::use_avx2();  // read once per call (it checks ANOFAST_NO_AVX2)
+#else
+  const bool avx2 = false;
+#endif
   py::gil_scoped_release release;
+  // one task per sample: its rounds in order, each on top of the previous one
   parallel_for(B, num_threads, [&](int64_t b) {
     thread_local poisson::Workspace wsp;
-    const int64_t k = bx[4 * b + 2] > 0 ? si[b] : 0;
-    poisson::blend_patch(wsp, o + b * C * H * W, orig.at(b * C * H * W), m + b * H * W, d ? d + b * H * W : nullptr,
-                         reg ? reg + b * H * W : nullptr, src.at(k * C * hs * ws), C, H, W, hs, ws, sb + 4 * b,
-                         sc[2 * b], sc[2 * b + 1], bx + 4 * b, md[b] != 0, tol_sum, cycles);
+    for (int64_t r = b * K; r < (b + 1) * K; ++r) {
+      if (bx[4 * r + 2] <= 0 || bx[4 * r + 3] <= 0) continue;
+      poisson::blend_patch(wsp, o + b * C * H * W, orig.at(b * C * H * W), m + b * H * W,
+                           d ? d + b * H * W : nullptr, reg ? reg + b * H * W : nullptr, src.at(si[b] * C * hs * ws),
+                           C, H, W, hs, ws, sb + 4 * r, sc[2 * r], sc[2 * r + 1], bx + 4 * r, md[b] != 0, tol_sum,
+                           cycles, avx2);
+    }
   });
 }
 

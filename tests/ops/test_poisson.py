@@ -133,6 +133,37 @@ def test_rounds_in_place_equal_rounds_on_copies():
 
 
 @pytest.mark.parametrize("backend", backend_params("poisson_blend"))
+def test_rounds_in_one_call_equal_one_call_per_round(backend):
+    """``(B, K, 4)`` boxes blend K rounds in order, as K calls on the same ``out`` (overlapping rounds, an empty
+    box in the middle round), with the mask and diff of all rounds."""
+    name, device = backend
+    size, cycles = ((13, 14), 1) if name == "triton" else ((26, 28), 2)
+    images, source, src_index, src_box, box, mode, region = _inputs(*size)
+    box2 = torch.tensor([[5, 6, 7, 6], [0, 0, 0, 0], [1, 2, 9, 8]], dtype=torch.int32)
+    box3 = torch.tensor([[0, 0, 0, 0], [2, 3, 8, 9], [3, 3, 9, 10]], dtype=torch.int32)
+    src2 = torch.tensor([[1, 1, 4, 5], [0, 0, 3, 3], [2, 2, 6, 7]], dtype=torch.int32)
+    boxes, src_boxes = (box, box2, box3), (src_box, src2, src_box)
+    results = []
+    for batched in (False, True):
+        out, mask, diff = images.clone(), torch.zeros(3, 1, *size), torch.zeros(3, 1, *size)
+        d = [t.to(device) for t in (out, source, src_index, mode, images, mask, diff, region)]
+        kw = dict(region=d[7], tol=1 / 255, cycles=cycles, out=d[0], original=d[4], mask=d[5], diff=d[6],
+                  backend=name)
+        if batched:
+            poisson_blend(d[0], d[1], d[2], torch.stack(src_boxes, 1).to(device), torch.stack(boxes, 1).to(device),
+                          d[3], **kw)
+        else:
+            for b, sb in zip(boxes, src_boxes):
+                poisson_blend(d[0], d[1], d[2], sb.to(device), b.to(device), d[3], **kw)
+        results.append([t.cpu() for t in (d[0], d[5], d[6])])
+    (out_a, mask_a, diff_a), (out_b, mask_b, diff_b) = results
+    assert_verbose_equal(_bits(out_b), _bits(out_a), f"{name} out")
+    assert torch.equal(mask_b, mask_a) and torch.equal(_bits(diff_b), _bits(diff_a))
+    assert torch.equal(mask_b, (out_b != images).any(1, keepdim=True).float()) and float(mask_b.mean()) > 0.05
+
+
+
+@pytest.mark.parametrize("backend", backend_params("poisson_blend"))
 def test_matches_reference_bitwise(backend):
     name, device = backend
     # the Triton interpreter runs each pass in numpy: tiny images and one cycle there
@@ -253,6 +284,10 @@ def test_rejects_bad_inputs():
         poisson_blend(*args, out=images)
     with pytest.raises(ValueError, match="mask"):
         poisson_blend(*args, mask=torch.zeros(3, 1, 5, 5))
+    with pytest.raises(ValueError, match="src_box"):  # (B, K, 4) boxes need (B, K, 4) source boxes
+        call(4, torch.stack((box, box), 1))
+    with pytest.raises(ValueError, match="source must not share memory with out"):
+        poisson_blend(images.clone(), images, src_index, src_box, box, mode, out=images, original=images.clone())
 
 
 @pytest.mark.skipif(triton_interpreted(), reason="compiles the real kernel; the interpreter replaces it")
