@@ -69,11 +69,12 @@ struct Workspace {
 
 // A natural h x w array into a level's split arrays and back: in row i, even columns are colour i & 1 and odd
 // columns the other colour, column j at position j / 2 (loops over positions, so that they vectorise).
-ANOFAST_POISSON_INLINE void to_split(const Level& L, const float* v, std::vector<float>* dst) {
+template <typename T>
+ANOFAST_POISSON_INLINE void to_split(const Level& L, const T* v, std::vector<T>* dst) {
   for (int64_t i = 0; i < L.h; ++i) {
-    const float* row = v + i * L.w;
-    float* even = dst[i & 1].data() + i * L.s + 1;
-    float* odd = dst[(i + 1) & 1].data() + i * L.s + 1;
+    const T* row = v + i * L.w;
+    T* even = dst[i & 1].data() + i * L.s + 1;
+    T* odd = dst[(i + 1) & 1].data() + i * L.s + 1;
     for (int64_t q = 0; q < L.w / 2; ++q) {
       even[q] = row[2 * q];
       odd[q] = row[2 * q + 1];
@@ -336,17 +337,23 @@ inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const ui
     L.nat.resize(static_cast<size_t>(L.h * L.w));
     for (int64_t i = 0; i < L.h; ++i) {
       uint8_t* row = L.nat.data() + i * L.w;
-      if (l == 0) {
-        const bool inner = i >= 1 && i <= h - 2;
-        for (int64_t j = 0; j < L.w; ++j)
-          row[j] = inner && j >= 1 && j <= w - 2 && (region == nullptr || region[i * wp + j] != 0);
-      } else {
+      if (l == 0) {  // the interior, inside the region
+        if (i == 0 || i == h - 1) {
+          std::fill(row, row + w, uint8_t{0});
+          continue;
+        }
+        const uint8_t* reg = region ? region + i * wp : nullptr;
+        for (int64_t j = 0; j < w; ++j) row[j] = reg ? uint8_t{reg[j] != 0} : uint8_t{1};
+        row[0] = row[w - 1] = 0;
+      } else {  // a coarse cell is on the domain where its four children are
         const Level& F = ws.lv[l - 1];
         const uint8_t* f0 = F.nat.data() + 2 * i * F.w;
         const uint8_t* f1 = f0 + F.w;
-        const bool pair = 2 * i + 1 < F.h;
-        for (int64_t j = 0; j < L.w; ++j)
-          row[j] = pair && 2 * j + 1 < F.w && f0[2 * j] && f0[2 * j + 1] && f1[2 * j] && f1[2 * j + 1];
+        const int64_t pairs = 2 * i + 1 < F.h ? F.w / 2 : 0;  // columns whose four children exist
+        for (int64_t j = 0; j < pairs; ++j)
+          row[j] = uint8_t{f0[2 * j] != 0} & uint8_t{f0[2 * j + 1] != 0} & uint8_t{f1[2 * j] != 0} &
+                   uint8_t{f1[2 * j + 1] != 0};
+        std::fill(row + pairs, row + L.w, uint8_t{0});
       }
     }
     const size_t n = static_cast<size_t>((L.h + 1) * L.s);
@@ -356,8 +363,7 @@ inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const ui
       L.r[c].assign(n, 0.0f);
       L.m[c].assign(n, 0);
     }
-    for (int64_t i = 0; i < L.h; ++i)
-      for (int64_t j = 0; j < L.w; ++j) L.m[(i + j) & 1][L.at(i, j)] = L.nat[i * L.w + j];
+    to_split(L, L.nat.data(), L.m);
   }
   const size_t n0 = static_cast<size_t>(h * w);
   if (ws.nat.size() < 2 * n0) ws.nat.resize(2 * n0);
