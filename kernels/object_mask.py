@@ -3,7 +3,7 @@
 One program per block of BLOCK consecutive output pixels (flattened over B, H, W). For each of the MEDIAN x MEDIAN
 window offsets it reads the neighbour at clamped coordinates (replicated borders), sums its C uint8 channels in
 int32, tests the sum against every ``(lo, hi)`` row of the table (on iff ``s < lo`` or ``s > hi`` for all rows) and
-counts the neighbours that are on; the pixel is 1.0 iff the count reaches ``(MEDIAN * MEDIAN + 1) // 2``.
+counts the neighbours that are on; the pixel is 1 iff the count reaches ``(MEDIAN * MEDIAN + 1) // 2``.
 Neighbouring programs reread the same bytes, from the cache.
 """
 
@@ -15,7 +15,7 @@ import triton.language as tl
 # H, W, C and P stay runtime values (no recompilation per image size, channel count or table length).
 @triton.jit(do_not_specialize=["H", "W", "C", "P"])
 def _object_mask_kernel(
-    out_ptr,  # (B, 1, H, W) float32
+    out_ptr,  # (B, 1, H, W) float32 or uint8
     img_ptr,  # (B, C, H, W) uint8
     tab_ptr,  # (P, 2) int32: lo, hi
     total,  # B * H * W
@@ -48,11 +48,13 @@ def _object_mask_kernel(
                 hi = tl.load(tab_ptr + 2 * p + 1)
                 on = on & ((s < lo) | (s > hi))
             count += on.to(tl.int32)
-    tl.store(out_ptr + pix, tl.where(count >= (MEDIAN * MEDIAN + 1) // 2, 1.0, 0.0), mask=inb)
+    on = count >= (MEDIAN * MEDIAN + 1) // 2
+    tl.store(out_ptr + pix, on.to(out_ptr.dtype.element_ty), mask=inb)
 
 
 def object_mask_triton(
-    images: torch.Tensor, table: torch.Tensor, median: int, block: int | None = None
+    images: torch.Tensor, table: torch.Tensor, median: int, dtype: torch.dtype = torch.float32,
+    block: int | None = None,
 ) -> torch.Tensor:
     """Same contract as ``anofast.reference.object_mask.object_mask_reference``.
 
@@ -60,7 +62,7 @@ def object_mask_triton(
     (the interpreter's cost is per program and per operation, not per element).
     """
     batch, channels, height, width = images.shape
-    out = torch.empty(batch, 1, height, width, dtype=torch.float32, device=images.device)
+    out = torch.empty(batch, 1, height, width, dtype=dtype, device=images.device)
     total = batch * height * width
     if total == 0:
         return out

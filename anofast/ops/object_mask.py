@@ -123,7 +123,8 @@ def _check_images(images: object) -> Tensor:
     return (x * 255.0).round_().to(torch.int16).to(torch.uint8)
 
 
-def object_mask(images: Tensor, background, median: int = 7, *, backend: str = "auto") -> Tensor:
+def object_mask(images: Tensor, background, median: int = 7, *, dtype: torch.dtype = torch.float32,
+                backend: str = "auto") -> Tensor:
     """NSA's object mask: on where the channel mean differs from each background brightness by more than its
     threshold, median filtered over a ``median x median`` window with replicated borders.
 
@@ -136,14 +137,16 @@ def object_mask(images: Tensor, background, median: int = 7, *, backend: str = "
         median: odd int in [1, 63]: the side of the binary median filter (NSA: 7; 1: no filter). The output is on
             iff at least ``(median * median + 1) // 2`` pixels of the window are on, pixels outside the image
             taking the value of the nearest edge pixel (cv2.medianBlur's border).
+        dtype: ``torch.float32`` (default) or ``torch.uint8``, the output's type (uint8 saves a conversion where
+            the mask is used as a foreground).
         backend: ``auto``, ``reference``, ``cpp`` (CPU) or ``triton`` (CUDA).
 
     Returns:
-        ``(B, 1, H, W)`` float32 in {0, 1}.
+        ``(B, 1, H, W)`` in {0, 1}, of ``dtype``.
 
     Raises:
         TypeError: a non-tensor, another dtype, a background that is not a pair / sequence of pairs of numbers, or
-            a median that is not an int.
+            a median that is not an int, or another dtype than float32 / uint8.
         ValueError: a bad shape, an empty batch or image, NaN or out-of-range float values, no pair, a non-finite
             value or negative threshold, or an even / out-of-range median.
 
@@ -159,8 +162,10 @@ def object_mask(images: Tensor, background, median: int = 7, *, backend: str = "
     images = _check_images(images)
     table = background_table(background, images.shape[1])
     median = _check_median(median)
+    if dtype not in (torch.float32, torch.uint8):
+        raise TypeError(f"dtype must be torch.float32 or torch.uint8, got {dtype!r}")
     fn = dispatch("object_mask", images.device, backend)
-    return fn(images, torch.tensor(table, dtype=torch.int32, device=images.device), median)
+    return fn(images, torch.tensor(table, dtype=torch.int32, device=images.device), median, dtype)
 
 
 @register_impl("object_mask", "cpp")
@@ -169,9 +174,9 @@ def _load_cpp():
 
     fn = cpp_module().object_mask_cpu
 
-    def object_mask_cpp(images, table, median):
+    def object_mask_cpp(images, table, median, dtype):
         batch, _, height, width = images.shape
-        out = torch.empty(batch, 1, height, width, dtype=torch.float32)
+        out = torch.empty(batch, 1, height, width, dtype=dtype)
         fn(images.numpy(), table.numpy(), median, out.numpy(), num_threads())
         return out
 

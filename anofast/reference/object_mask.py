@@ -22,8 +22,8 @@ from torch import Tensor
 from anofast._dispatch import register_impl
 
 
-def object_mask_reference(images: Tensor, table: Tensor, median: int) -> Tensor:
-    """``(B, 1, H, W)`` float32 in {0, 1}: the median-filtered object mask.
+def object_mask_reference(images: Tensor, table: Tensor, median: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(B, 1, H, W)`` in {0, 1} of ``dtype`` (float32 or uint8): the median-filtered object mask.
 
     ``images`` ``(B, C, H, W)`` uint8, ``table`` ``(P, 2)`` int32 ``(lo, hi)`` rows (on iff the channel sum is
     below ``lo`` or above ``hi`` for every row), ``median`` odd >= 1; all on the same device.
@@ -43,7 +43,7 @@ def object_mask_reference(images: Tensor, table: Tensor, median: int) -> Tensor:
     ii = torch.nn.functional.pad(padded.cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32), (1, 0, 1, 0))
     k = median
     count = ii[:, k:, k:] - ii[:, :-k, k:] - ii[:, k:, :-k] + ii[:, :-k, :-k]  # (B, H, W)
-    return (count >= (k * k + 1) // 2).to(torch.float32).unsqueeze(1)
+    return (count >= (k * k + 1) // 2).to(dtype).unsqueeze(1)
 
 
 @register_impl("object_mask", "reference")

@@ -428,7 +428,7 @@ class NaturalSynthetic:
 
     def _objects(self, images: Tensor) -> Tensor:
         """NSA's object masks (``skip_background``) of ``(N, C, H, W)`` images as uint8 {0, 1}."""
-        return object_mask(images, self.skip_background, _OBJECT_MEDIAN, backend=self.backend).to(torch.uint8)
+        return object_mask(images, self.skip_background, _OBJECT_MEDIAN, dtype=torch.uint8, backend=self.backend)
 
     def _source_foreground(self, images: Tensor) -> Tensor | None:
         """NSA's object masks of the pool (``skip_background`` with ``source=``), cached per size and device."""

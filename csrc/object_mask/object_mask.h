@@ -9,7 +9,7 @@
 //      out per step: the multiset of clamped rows changes by exactly those two) in the middle of a row buffer
 //      whose r cells on each side repeat the edge column (replicated borders), then the horizontal sum of
 //      `median` neighbours (unrolled for median <= 9, else from prefix sums) and the majority test, written as
-//      float 0.0 / 1.0.
+//      1 / 0 in the output's type (float32 or uint8).
 // Everything is integer arithmetic, so the result equals the reference's for any band split and thread count.
 #pragma once
 #include <algorithm>
@@ -21,7 +21,7 @@
 namespace anofast::object_mask {
 
 struct Args {
-  float* out;             // (B, 1, H, W)
+  void* out;              // (B, 1, H, W) float32 or uint8
   const uint8_t* images;  // (B, C, H, W)
   const int32_t* table;   // (P, 2): lo, hi
   int64_t P, C, H, W;
@@ -66,29 +66,30 @@ ANOFAST_OM_INLINE void threshold_row(uint8_t* __restrict on, const U* __restrict
 }
 
 // The window sums of K neighbours of h (h holds W + K - 1 column sums, the replicated borders included) and the
-// majority test: out[x] = (h[x] + ... + h[x + K - 1] >= thr).
-template <int K>
-ANOFAST_OM_INLINE void majority_fixed(float* __restrict out, const uint16_t* __restrict h, int64_t W, uint16_t thr) {
+// majority test: out[x] = (h[x] + ... + h[x + K - 1] >= thr), as 1 / 0 of the output type O.
+template <int K, typename O>
+ANOFAST_OM_INLINE void majority_fixed(O* __restrict out, const uint16_t* __restrict h, int64_t W, uint16_t thr) {
   for (int64_t x = 0; x < W; ++x) {
     uint16_t c = h[x];
 #pragma GCC unroll 16
     for (int j = 1; j < K; ++j) c = static_cast<uint16_t>(c + h[x + j]);
-    out[x] = c >= thr ? 1.0f : 0.0f;
+    out[x] = static_cast<O>(c >= thr);
   }
 }
 
 // The same for any K, from prefix sums pre[i] = h[0] + ... + h[i - 1] (pre holds W + K entries) taken modulo 2^16:
 // a window's sum (at most 63 * 63) is their difference modulo 2^16, exactly.
-ANOFAST_OM_INLINE void majority_prefix(float* __restrict out, const uint16_t* __restrict h, uint16_t* __restrict pre,
+template <typename O>
+ANOFAST_OM_INLINE void majority_prefix(O* __restrict out, const uint16_t* __restrict h, uint16_t* __restrict pre,
                                        int64_t W, int64_t K, uint16_t thr) {
   uint16_t c = 0;
   for (int64_t i = 0; i < W + K - 1; ++i) pre[i] = c, c = static_cast<uint16_t>(c + h[i]);
   pre[W + K - 1] = c;
-  for (int64_t x = 0; x < W; ++x) out[x] = static_cast<uint16_t>(pre[x + K] - pre[x]) >= thr ? 1.0f : 0.0f;
+  for (int64_t x = 0; x < W; ++x) out[x] = static_cast<O>(static_cast<uint16_t>(pre[x + K] - pre[x]) >= thr);
 }
 
-// Band `task` (= b * bands + band) with channel sums of type U and KC channels (0: any).
-template <int KC, typename U>
+// Band `task` (= b * bands + band) with channel sums of type U and KC channels (0: any), output type O.
+template <int KC, typename U, typename O>
 ANOFAST_OM_INLINE void band(const Args& a, int64_t task) {
   const int64_t H = a.H, W = a.W, r = a.median / 2, K = a.median;
   const int64_t b = task / a.bands, y0 = (task % a.bands) * a.band_rows;
@@ -124,13 +125,13 @@ ANOFAST_OM_INLINE void band(const Args& a, int64_t task) {
       for (int64_t x = 0; x < W; ++x) col[x] = static_cast<uint16_t>(col[x] + in_row[x] - out_row[x]);
     }
     for (int64_t i = 0; i < r; ++i) h[i] = col[0], h[r + W + i] = col[W - 1];
-    float* o = a.out + (b * H + y) * W;
+    O* o = static_cast<O*>(a.out) + (b * H + y) * W;
     switch (K) {
-      case 1: majority_fixed<1>(o, h, W, thr); break;
-      case 3: majority_fixed<3>(o, h, W, thr); break;
-      case 5: majority_fixed<5>(o, h, W, thr); break;
-      case 7: majority_fixed<7>(o, h, W, thr); break;
-      case 9: majority_fixed<9>(o, h, W, thr); break;
+      case 1: majority_fixed<1, O>(o, h, W, thr); break;
+      case 3: majority_fixed<3, O>(o, h, W, thr); break;
+      case 5: majority_fixed<5, O>(o, h, W, thr); break;
+      case 7: majority_fixed<7, O>(o, h, W, thr); break;
+      case 9: majority_fixed<9, O>(o, h, W, thr); break;
       default: majority_prefix(o, h, h + W + 2 * r, W, K, thr); break;
     }
   }

@@ -16,40 +16,48 @@ namespace {
 using object_mask::Args;
 using BandFn = void (*)(const Args&, int64_t);
 
-template <int KC, typename U>
+template <int KC, typename U, typename O>
 void band_base(const Args& a, int64_t task) {
-  object_mask::band<KC, U>(a, task);
+  object_mask::band<KC, U, O>(a, task);
 }
 
 #ifdef ANOFAST_AVX2_COPY
-template <int KC, typename U>
+template <int KC, typename U, typename O>
 __attribute__((target("avx2"))) void band_avx2(const Args& a, int64_t task) {
-  object_mask::band<KC, U>(a, task);
+  object_mask::band<KC, U, O>(a, task);
 }
 #endif
 
-// The instance for C channels: 1 and 3 at compile time, 16-bit channel sums while 255 C fits.
+// The instance for C channels: 1 and 3 at compile time, 16-bit channel sums while 255 C fits; output type O.
+template <typename O>
 BandFn pick(int64_t C, bool avx2) {
 #ifdef ANOFAST_AVX2_COPY
   if (avx2) {
-    if (C == 1) return band_avx2<1, uint16_t>;
-    if (C == 3) return band_avx2<3, uint16_t>;
-    return C <= 257 ? band_avx2<0, uint16_t> : band_avx2<0, uint32_t>;
+    if (C == 1) return band_avx2<1, uint16_t, O>;
+    if (C == 3) return band_avx2<3, uint16_t, O>;
+    return C <= 257 ? band_avx2<0, uint16_t, O> : band_avx2<0, uint32_t, O>;
   }
 #else
   (void)avx2;
 #endif
-  if (C == 1) return band_base<1, uint16_t>;
-  if (C == 3) return band_base<3, uint16_t>;
-  return C <= 257 ? band_base<0, uint16_t> : band_base<0, uint32_t>;
+  if (C == 1) return band_base<1, uint16_t, O>;
+  if (C == 3) return band_base<3, uint16_t, O>;
+  return C <= 257 ? band_base<0, uint16_t, O> : band_base<0, uint32_t, O>;
 }
 
-void object_mask_cpu(const carray<uint8_t>& images, const carray<int32_t>& table, int64_t median, carray<float>& out,
+// out: (B, 1, H, W) float32 or uint8, C-contiguous.
+void object_mask_cpu(const carray<uint8_t>& images, const carray<int32_t>& table, int64_t median, py::array& out,
                      int num_threads) {
   check_shape(images, "images", {-1, -1, -1, -1});
   const int64_t batch = images.shape(0), C = images.shape(1), H = images.shape(2), W = images.shape(3);
   check_shape(table, "table", {-1, 2});
-  check_shape(out, "out", {batch, 1, H, W});
+  const bool f32 = py::isinstance<carray<float>>(out), u8 = py::isinstance<carray<uint8_t>>(out);
+  if (!(f32 || u8) || !(out.flags() & py::array::c_style)) {
+    throw py::type_error("out: expected a C-contiguous float32 or uint8 array");
+  }
+  if (out.ndim() != 4 || out.shape(0) != batch || out.shape(1) != 1 || out.shape(2) != H || out.shape(3) != W) {
+    throw py::value_error("out: expected shape (B, 1, H, W) of the images");
+  }
   const int64_t P = table.shape(0);
   if (C < 1 || C > (int64_t{1} << 23)) throw py::value_error("images: the channel count must lie in [1, 2^23]");
   if (P < 1) throw py::value_error("table: needs at least one (lo, hi) row");
@@ -76,8 +84,8 @@ void object_mask_cpu(const carray<uint8_t>& images, const carray<int32_t>& table
 #ifdef ANOFAST_AVX2_COPY
   avx2 = simd::use_avx2();
 #endif
-  const BandFn fn = pick(C, avx2);
-  const Args args{mut(out), images.data(), t, P, C, H, W, median, band_rows, bands};
+  const BandFn fn = f32 ? pick<float>(C, avx2) : pick<uint8_t>(C, avx2);
+  const Args args{out.mutable_data(), images.data(), t, P, C, H, W, median, band_rows, bands};
   py::gil_scoped_release release;
   parallel_for(batch * bands, num_threads, [&](int64_t task) { fn(args, task); });
 }

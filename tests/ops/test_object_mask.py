@@ -246,6 +246,22 @@ def test_matches_reference_bitwise(backend):
 
 
 @pytest.mark.parametrize("backend", backend_params("object_mask"))
+def test_uint8_output_is_the_float_output(backend):
+    """``dtype=torch.uint8`` gives the same 0 / 1 values as the float32 output (the reference's), on every backend:
+    small windows (the C++ kernel's unrolled sums) and a large one (its prefix sums), 1 and 3 channels."""
+    name, device = backend
+    small = name == "triton" and INTERPRETED
+    for c, size, median in ((3, (9, 13), 3), (1, (9, 13), 7)) if small else ((3, (37, 53), 7), (1, (40, 31), 3),
+                                                                              (3, (25, 70), 15)):
+        images = _images(2, c, size, "object", seed=c + median)
+        expected = object_mask(images, PAIRS["two"], median, backend="reference")
+        got = object_mask(images.to(device), PAIRS["two"], median, dtype=torch.uint8, backend=name).cpu()
+        assert got.dtype == torch.uint8 and got.is_contiguous()
+        assert_verbose_equal(got, expected.to(torch.uint8), f"{name} uint8 C={c} m={median}")
+        assert 0 < float(expected.mean()) < 1
+
+
+@pytest.mark.parametrize("backend", backend_params("object_mask"))
 def test_large_windows_and_extreme_channel_counts(backend):
     """Windows larger than the image (up to 63), and channel counts at the C++ kernel's 16-bit limit (257 channels
     of 255: a sum of 65535) and past it (258: 32-bit sums)."""
@@ -342,6 +358,8 @@ def test_cpp_checks_its_arguments(backend):
             fn(images, good, median, out, 1)
     with pytest.raises(ValueError, match="out"):
         fn(images, good, 3, np.zeros((1, 1, 4, 4), np.float32), 1)
+    with pytest.raises(TypeError, match="out"):
+        fn(images, good, 3, np.zeros((1, 1, 4, 5), np.int32), 1)
     with pytest.raises(TypeError):
         fn(images.astype(np.float32), good, 3, out, 1)  # noconvert: no silent copies
 
@@ -367,6 +385,7 @@ def test_triton_kernel_compiles_for_cuda():
            "C": "i32", "P": "i32"}
     for median in (1, 7):
         assert_exact_ptx(compile_ptx_for_cuda(km._object_mask_kernel, sig, {"MEDIAN": median, "BLOCK": 256}))
+    assert_exact_ptx(compile_ptx_for_cuda(km._object_mask_kernel, {**sig, "out_ptr": "*u8"}, {"MEDIAN": 7, "BLOCK": 256}))
 
 
 # --- bad input ------------------------------------------------------------------------------------------
@@ -418,6 +437,9 @@ def test_rejects_bad_background_and_median():
             object_mask(x, (20, 20), bad)
     with pytest.raises(ValueError, match="backend must be one of"):
         object_mask(x, (20, 20), backend="gpu")
+    for bad in (torch.float64, torch.bool, "uint8"):
+        with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.uint8"):
+            object_mask(x, (20, 20), dtype=bad)
     assert object_mask(x, (20, 20), np.int64(3)).shape == (1, 1, 6, 7)  # numpy ints are ints
 
 
