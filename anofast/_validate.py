@@ -79,11 +79,13 @@ def check_float_images(x: object, name: str = "images", channels: tuple[int, ...
 
 
 def check_images(
-    images: object, name: str = "images", channels: tuple[int, ...] = (1, 3), *, values: bool = True
+    images: object, name: str = "images", channels: tuple[int, ...] = (1, 3), *, values: bool = True,
+    keep_uint8: bool = False,
 ) -> Tensor:
     """Checks a ``(B, C, H, W)`` batch (float in [0, 1] or uint8) and returns it as contiguous float32.
 
-    uint8 is converted as ``x * (1/255)``. ``values=False`` skips the pass over the values (NaN, range) for callers
+    uint8 is converted by :func:`unit_float`, or with ``keep_uint8=True`` returned as it is (contiguous) for callers
+    whose kernels read uint8 themselves. ``values=False`` skips the pass over the values (NaN, range) for callers
     whose kernels check them anyway (the fused blend does, at no extra cost).
 
     Raises:
@@ -100,7 +102,7 @@ def check_images(
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{name} has an empty image size {tuple(x.shape[2:])}")
     if x.dtype == torch.uint8:
-        return unit_float(x).contiguous()
+        return x.contiguous() if keep_uint8 else unit_float(x).contiguous()
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float32 in [0, 1] or uint8, got {x.dtype}")
     x = x.to(torch.float32).contiguous()

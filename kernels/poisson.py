@@ -10,6 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
+from anofast._validate import unit_float
 from anofast.reference import poisson as _ref
 from anofast.reference.poisson import levels, num_levels
 
@@ -311,9 +312,11 @@ def _poisson_kernel(
                 tl.store(diff_ptr + pb * H * W + g, total, mask=ok)
 
 
-def poisson_blend_triton(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region,
+def poisson_blend_triton(out, init, original, mask, diff, source, src_index, src_box, scale, box, mode, region,
                          tol_sum: float, cycles: int) -> None:
     """Same contract as ``anofast.reference.poisson.poisson_blend_reference``: one launch per round."""
+    if init is not None:
+        out.copy_(unit_float(init))
     for k in range(box.shape[1]):
         _blend_round(out, original, mask, diff, source, src_index, src_box[:, k].contiguous(),
                      scale[:, k].contiguous(), box[:, k].contiguous(), mode, region, tol_sum, cycles)

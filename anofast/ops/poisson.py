@@ -40,7 +40,8 @@ def poisson_blend(
     """Clones a resampled source rectangle into each image by solving the Poisson equation on the patch.
 
     Args:
-        images: ``(B, C, H, W)`` float32 destination images.
+        images: ``(B, C, H, W)`` float32 destination images, or uint8 read as ``float32(v) * float32(1 / 255)``
+            (the kernels then write that conversion into ``out`` themselves, a sample at a time: no separate pass).
         source: ``(N, C, Hs, Ws)`` float32 source images (e.g. the batch itself, or a pool), or uint8 read as
             ``float32(v) * float32(1 / 255)`` (the bits of :func:`~anofast._validate.check_images`' conversion); it
             must not share memory with ``out``.
@@ -58,7 +59,8 @@ def poisson_blend(
             then by a 5x5 majority vote (NSA's median filter of its label).
         cycles: multigrid V-cycles (fixed; 6 give a max error below 1 grey level on 200 px patches, ~0.2 on
             NSA's typical 67 px ones).
-        out: where to write (default a copy of ``images``); may be ``images`` itself (in place).
+        out: where to write (default a copy of ``images``, float32); may be ``images`` itself (in place, float32
+            images only).
         original: the images the mask compares with (default ``images``; required when ``out is images``), float32
             or uint8 (read as ``source``).
         mask: ``(B, 1, H, W)`` float32 to update (default zeros): rewritten over every box as
@@ -77,8 +79,8 @@ def poisson_blend(
         ``reference`` (any device), ``cpp`` (CPU), ``triton`` (CUDA); all three agree bit for bit.
     """
     images = check_tensor(images, "images")
-    if images.dtype != torch.float32:
-        raise TypeError(f"images must be float32, got {images.dtype}")
+    if images.dtype not in (torch.float32, torch.uint8):
+        raise TypeError(f"images must be float32 or uint8, got {images.dtype}")
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {tuple(images.shape)}")
     batch, channels, height, width = images.shape
@@ -120,13 +122,20 @@ def poisson_blend(
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
     if region is not None:  # None: every pixel may change (the kernels skip the lookups)
         region = check_mask(region, "region", images, torch.uint8)
+    init = None  # uint8 images: the kernels write their float32 conversion into out, one sample per task
+    if images.dtype == torch.uint8:
+        images = images.contiguous()
+        if out is images:
+            raise ValueError("out must be a float32 tensor: uint8 images cannot be blended in place")
+        init = images
     if out is None:
-        out = images.clone()
+        out = images.clone() if init is None else torch.empty(images.shape, dtype=torch.float32, device=dev)
     elif out is not images:
         out = check_tensor(out, "out")
         if out.dtype != torch.float32 or out.shape != images.shape or out.device != dev or not out.is_contiguous():
             raise ValueError(f"out must be a contiguous float32 tensor of shape {tuple(images.shape)} on {dev}")
-        out.copy_(images)
+        if init is None:
+            out.copy_(images)
     elif not out.is_contiguous():
         raise ValueError("images must be contiguous to be blended in place (out=images)")
     if source.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
@@ -151,8 +160,8 @@ def poisson_blend(
     hw = bc[:, 2:4].to(torch.float32)
     scale = torch.where(hw > 0, sc[:, 2:4].to(torch.float32) / hw.clamp(min=1), 0.0).view(batch, rounds, 2).to(dev)
     tol_sum = float(np.float32(np.float32(tol) * np.float32(channels)))
-    dispatch("poisson_blend", dev, backend)(out, original, mask, diff, source, src_index, src_box, scale, box, mode,
-                                            region, tol_sum, cycles)
+    dispatch("poisson_blend", dev, backend)(out, init, original, mask, diff, source, src_index, src_box, scale, box,
+                                            mode, region, tol_sum, cycles)
     return out, mask
 
 
@@ -173,9 +182,10 @@ def _load_cpp():
 
     fn = cpp_module().poisson_blend_cpu
 
-    def poisson_blend_cpp(out, original, mask, diff, source, src_index, src_box, scale, box, mode, region, tol_sum,
-                          cycles):
-        fn(out.numpy(), original.numpy(), mask.numpy(), None if diff is None else diff.numpy(), source.numpy(),
+    def poisson_blend_cpp(out, init, original, mask, diff, source, src_index, src_box, scale, box, mode, region,
+                          tol_sum, cycles):
+        fn(out.numpy(), None if init is None else init.numpy(), original.numpy(), mask.numpy(),
+           None if diff is None else diff.numpy(), source.numpy(),
            src_index.numpy(), src_box.numpy(), scale.numpy(), box.numpy(), mode.numpy(),
            None if region is None else region.numpy(), tol_sum, cycles, num_threads())
 

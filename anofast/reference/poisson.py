@@ -194,10 +194,12 @@ def guidance(src: Tensor, dest: Tensor, mode: Tensor) -> Tensor:
 
 
 def poisson_blend_reference(
-    out: Tensor, original: Tensor, mask: Tensor, diff: Tensor | None, source: Tensor, src_index: Tensor,
-    src_box: Tensor, scale: Tensor, box: Tensor, mode: Tensor, region: Tensor | None, tol_sum: float, cycles: int,
+    out: Tensor, init: Tensor | None, original: Tensor, mask: Tensor, diff: Tensor | None, source: Tensor,
+    src_index: Tensor, src_box: Tensor, scale: Tensor, box: Tensor, mode: Tensor, region: Tensor | None,
+    tol_sum: float, cycles: int,
 ) -> None:
-    """Blends in place: ``out`` (B, C, H, W) float32 is the destination and receives the result; ``mask``
+    """Blends in place: ``out`` (B, C, H, W) float32 is the destination (first set to ``unit_float(init)`` when the
+    uint8 ``init`` is given) and receives the result; ``mask``
     (B, 1, H, W) float32 is rewritten over each box as ``any_c(out != original)``, and ``diff`` (optional, the same
     shape) as ``sum_c |out - original|`` in channel order.
 
@@ -208,6 +210,8 @@ def poisson_blend_reference(
     ``tol_sum`` a float32 value (the change threshold summed over channels), ``cycles`` V-cycles. Arguments are
     checked by the caller.
     """
+    if init is not None:
+        out.copy_(unit_float(init))
     for k in range(box.shape[1]):
         _blend_round(out, original, mask, diff, source, src_index, src_box[:, k], scale[:, k], box[:, k], mode, region,
                      tol_sum, cycles)

@@ -403,27 +403,25 @@ class NaturalSynthetic:
         Returns:
             :class:`~anofast.AnomalyBatch`: ``mask`` is exactly the changed pixels.
         """
-        raw = images
-        images = check_images(images)
-        foreground = self._foreground(raw, images, foreground)
+        images = check_images(images, keep_uint8=True)
+        foreground = self._foreground(images, foreground)
         params = self.sample_params(images.shape[0], seed, size=tuple(images.shape[-2:]), foreground=foreground,
                                     source_foreground=self._source_foreground(images))
-        return self._apply(images, params, foreground, raw)
+        return self._apply(images, params, foreground)
 
     def apply(self, images: Tensor, params: NSAParams, *, foreground: Tensor | None = None) -> AnomalyBatch:
         """Applies drawn parameters: a pure function of ``(images, params, foreground)``."""
-        raw = images
-        images = check_images(images)
-        return self._apply(images, params, self._foreground(raw, images, foreground), raw)
+        images = check_images(images, keep_uint8=True)
+        return self._apply(images, params, self._foreground(images, foreground))
 
-    def _foreground(self, raw: Tensor, images: Tensor, foreground: Tensor | None) -> Tensor | None:
+    def _foreground(self, images: Tensor, foreground: Tensor | None) -> Tensor | None:
         """The call's ``(B, 1, H, W)`` uint8 {0, 1} foreground: the given one, NSA's object masks of the images
-        (``skip_background``; from the uint8 input when given as such), or both intersected."""
+        (``skip_background``), or both intersected."""
         if foreground is not None:
             foreground = check_mask(foreground, "foreground", images, torch.uint8)
         if self.skip_background is None:
             return foreground
-        obj = self._objects(raw if raw.dtype == torch.uint8 else images)
+        obj = self._objects(images)
         return obj if foreground is None else obj.mul_(foreground)
 
     def _objects(self, images: Tensor) -> Tensor:
@@ -456,9 +454,9 @@ class NaturalSynthetic:
             pool = self._pool_cache[key] = pool.to(images.device).contiguous()
         return pool
 
-    def _apply(self, images: Tensor, params: NSAParams, foreground: Tensor | None, raw: Tensor) -> AnomalyBatch:
-        """``images``: the float32 batch from :func:`check_images`; ``raw``: the input as given. uint8 input is read
-        as such by the Poisson op (its conversion is then the output buffer: no copy)."""
+    def _apply(self, images: Tensor, params: NSAParams, foreground: Tensor | None) -> AnomalyBatch:
+        """``images``: the checked batch, float32 or uint8; the Poisson op reads uint8 as such and writes its float32
+        conversion as the output (no separate conversion pass)."""
         if not isinstance(params, NSAParams):
             raise TypeError(f"params must be NSAParams from sample_params, got {type(params).__name__}")
         batch = images.shape[0]
@@ -466,20 +464,16 @@ class NaturalSynthetic:
             raise ValueError(f"params are for {len(params)} images of {params.size}, got {batch} of "
                              f"{tuple(images.shape[-2:])}")
         dev = images.device
-        if raw.dtype == torch.uint8:  # images is our own conversion: it becomes the output; the kernels read raw
-            original = raw.contiguous()
-            out = images
-        else:
-            original, out = images, images.clone()
         mask = torch.zeros((batch, 1, *images.shape[-2:]), dtype=torch.float32, device=dev)
         diff = None if self.label_mode == "binary" else torch.zeros_like(mask)
-        source = original if self._pool is None else self._source(images)
+        source = images if self._pool is None else self._source(images)
         cycles = 0 if self.blend == "swap" else self.cycles
         index, mode = params.source_index.to(dev), params.mode.to(dev)
-        # every patch round in one call (round k on top of round k - 1); the foreground is the region
-        poisson_blend(out, source, index, params.src_box.to(dev), params.box.to(dev), mode, region=foreground,
-                      tol=self.tol / 255.0, cycles=cycles, out=out, original=original, mask=mask, diff=diff,
-                      backend=self.backend)
+        # every patch round in one call (round k on top of round k - 1) into a new float32 out; the foreground is
+        # the region
+        out, _ = poisson_blend(images, source, index, params.src_box.to(dev), params.box.to(dev), mode,
+                               region=foreground, tol=self.tol / 255.0, cycles=cycles, mask=mask, diff=diff,
+                               backend=self.backend)
         label = mask.flatten(1).amax(1).to(torch.int64)
         record: dict[str, Any] = {
             "seed": params.seeds.cpu(), "source_index": params.source_index.cpu(), "mode": params.mode.cpu(),

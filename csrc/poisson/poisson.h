@@ -470,6 +470,11 @@ struct Image {
   Image at(int64_t offset) const { return {f ? f + offset : nullptr, u8 ? u8 + offset : nullptr}; }
 };
 
+// n uint8 values as float32 v * (1/255) (check_images' conversion).
+ANOFAST_POISSON_CLONES inline void to_unit_float(float* dst, const uint8_t* src, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(src[k]) * kInv255;
+}
+
 // The source rectangle (sy, sx, sh, sw) of a uint8 (C, hs, ws) image as float32 (C, sh, sw) in buf.
 inline void rect_to_float(std::vector<float>& buf, const uint8_t* img, int64_t C, int64_t hs, int64_t wsz, int64_t sy,
                           int64_t sx, int64_t sh, int64_t sw) {

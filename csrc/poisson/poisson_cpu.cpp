@@ -30,13 +30,16 @@ poisson::Image image_arg(const py::array& a, const char* name, std::vector<int64
   return {nullptr, static_cast<const uint8_t*>(a.data())};
 }
 
-void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<float>& mask,
+// init: optional uint8 (B, C, H, W); each task first writes its sample's float32 conversion into out.
+void poisson_blend_cpu(carray<float>& out, const std::optional<carray<uint8_t>>& init, const py::array& original,
+                       carray<float>& mask,
                        std::optional<carray<float>> diff, const py::array& source,
                        const carray<int32_t>& src_index, const carray<int32_t>& src_box, const carray<float>& scale,
                        const carray<int32_t>& box, const carray<int32_t>& mode,
                        const std::optional<carray<uint8_t>>& region, float tol_sum, int cycles, int num_threads) {
   check_shape(out, "out", {-1, -1, -1, -1});
   const int64_t B = out.shape(0), C = out.shape(1), H = out.shape(2), W = out.shape(3);
+  if (init) check_shape(*init, "init", {B, C, H, W});
   const poisson::Image orig = image_arg(original, "original", {B, C, H, W});
   check_shape(mask, "mask", {B, 1, H, W});
   if (diff) check_shape(*diff, "diff", {B, 1, H, W});
@@ -70,6 +73,7 @@ void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<flo
   float* d = diff ? mut(*diff) : nullptr;
   const float* sc = scale.data();
   const uint8_t* reg = region ? region->data() : nullptr;
+  const uint8_t* ini = init ? init->data() : nullptr;
   const int32_t* md = mode.data();
 #ifdef ANOFAST_X86_SIMD
   const bool avx2 = simd::use_avx2();  // read once per call (it checks ANOFAST_NO_AVX2)
@@ -80,6 +84,7 @@ void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<flo
   // one task per sample: its rounds in order, each on top of the previous one
   parallel_for(B, num_threads, [&](int64_t b) {
     thread_local poisson::Workspace wsp;
+    if (ini) poisson::to_unit_float(o + b * C * H * W, ini + b * C * H * W, C * H * W);
     for (int64_t r = b * K; r < (b + 1) * K; ++r) {
       if (bx[4 * r + 2] <= 0 || bx[4 * r + 3] <= 0) continue;
       poisson::blend_patch(wsp, o + b * C * H * W, orig.at(b * C * H * W), m + b * H * W,
@@ -91,7 +96,8 @@ void poisson_blend_cpu(carray<float>& out, const py::array& original, carray<flo
 }
 
 void register_poisson(py::module_& m) {
-  m.def("poisson_blend_cpu", &poisson_blend_cpu, py::arg("out").noconvert(), py::arg("original").noconvert(),
+  m.def("poisson_blend_cpu", &poisson_blend_cpu, py::arg("out").noconvert(), py::arg("init").noconvert(),
+        py::arg("original").noconvert(),
         py::arg("mask").noconvert(), py::arg("diff").noconvert(), py::arg("source").noconvert(), py::arg("src_index").noconvert(),
         py::arg("src_box").noconvert(), py::arg("scale").noconvert(), py::arg("box").noconvert(),
         py::arg("mode").noconvert(), py::arg("region").noconvert(), py::arg("tol_sum"), py::arg("cycles"),

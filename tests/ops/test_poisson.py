@@ -147,8 +147,8 @@ def test_rounds_in_one_call_equal_one_call_per_round(backend):
     for batched in (False, True):
         out, mask, diff = images.clone(), torch.zeros(3, 1, *size), torch.zeros(3, 1, *size)
         d = [t.to(device) for t in (out, source, src_index, mode, images, mask, diff, region)]
-        kw = dict(region=d[7], tol=1 / 255, cycles=cycles, out=d[0], original=d[4], mask=d[5], diff=d[6],
-                  backend=name)
+        kw = {"region": d[7], "tol": 1 / 255, "cycles": cycles, "out": d[0], "original": d[4], "mask": d[5],
+              "diff": d[6], "backend": name}
         if batched:
             poisson_blend(d[0], d[1], d[2], torch.stack(src_boxes, 1).to(device), torch.stack(boxes, 1).to(device),
                           d[3], **kw)
@@ -206,6 +206,27 @@ def test_uint8_original_and_source_and_diff(backend):
     change = (out_f - f32).abs()
     assert torch.equal(_bits(diff_f), _bits((change[:, :1] + change[:, 1:2]) + change[:, 2:]))
     assert torch.equal(mask_f, (out_f != f32).any(1, keepdim=True).float()) and float(mask_f.mean()) > 0.02
+
+
+@pytest.mark.parametrize("backend", backend_params("poisson_blend"))
+def test_uint8_images_are_converted_by_the_kernel(backend):
+    """uint8 ``images``: ``out`` (new or given) is their float32 conversion, blended: the bits of converting first,
+    for every sample, the one without a patch included."""
+    name, device = backend
+    size, cycles = ((13, 14), 1) if name == "triton" else ((30, 33), 3)
+    images, source, src_index, src_box, box, mode, region = _inputs(*size, 3)
+    u8 = (images * 255).round().to(torch.uint8)
+    f32 = check_images(u8)
+    d = [t.to(device) for t in (u8, source, src_index, src_box, box, mode)]
+    kw = {"region": region.to(device), "tol": 1 / 255, "cycles": cycles, "backend": name}
+    ref_out, ref_mask = (t.cpu() for t in poisson_blend(f32.to(device), *d[1:], **kw))
+    given = torch.full(u8.shape, 7.0, device=device)
+    for out, mask in (poisson_blend(*d, **kw), poisson_blend(*d, out=given, **kw)):
+        assert out.dtype == torch.float32 and out.shape == u8.shape
+        assert_verbose_equal(_bits(out.cpu()), _bits(ref_out), f"{name} out")
+        assert torch.equal(mask.cpu(), ref_mask)
+    assert torch.equal(given.cpu(), ref_out)
+    assert torch.equal(ref_out[2], f32[2]) and float(ref_mask.mean()) > 0.02  # sample 2 has no patch
 
 
 @pytest.mark.parametrize("backend", [b for b in backend_params("poisson_blend") if b.id == "cpp"])
@@ -286,6 +307,11 @@ def test_rejects_bad_inputs():
         poisson_blend(*args, mask=torch.zeros(3, 1, 5, 5))
     with pytest.raises(ValueError, match="src_box"):  # (B, K, 4) boxes need (B, K, 4) source boxes
         call(4, torch.stack((box, box), 1))
+    with pytest.raises(ValueError, match="uint8 images cannot be blended in place"):
+        u8 = (images * 255).to(torch.uint8)
+        poisson_blend(u8, source, src_index, src_box, box, mode, out=u8, original=u8.clone())
+    with pytest.raises(TypeError, match="images must be float32 or uint8"):
+        call(0, images.to(torch.int32))
     with pytest.raises(ValueError, match="source must not share memory with out"):
         poisson_blend(images.clone(), images, src_index, src_box, box, mode, out=images, original=images.clone())
 
