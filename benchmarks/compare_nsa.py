@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def anofast_runner(args: argparse.Namespace):
-    """A zero-argument callable that times one anofast call on the batch: ``() -> (seconds, mean label)``."""
+    """A zero-argument callable that times one round of anofast (``--calls`` calls on the batch):
+    ``() -> (seconds per call, mean label)``."""
     import anofast
 
     torch.set_num_threads(args.threads)
@@ -255,7 +256,7 @@ def anofast_runner(args: argparse.Namespace):
 
 
 def worker(args: argparse.Namespace) -> dict:
-    """``--worker``: answers ``run`` (one timed call) and ``env`` lines on stdin with JSON lines, until its input
+    """``--worker``: answers ``run`` (one timed round) and ``env`` lines on stdin with JSON lines, until its input
     ends."""
     run = anofast_runner(args)
     for line in sys.stdin:

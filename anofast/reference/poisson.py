@@ -212,6 +212,10 @@ def poisson_blend_reference(
     """
     if init is not None:
         out.copy_(unit_float(init))
+    if source.dtype == torch.uint8:
+        source = unit_float(source)
+    if original.dtype == torch.uint8:
+        original = unit_float(original)
     for k in range(box.shape[1]):
         _blend_round(out, original, mask, diff, source, src_index, src_box[:, k], scale[:, k], box[:, k], mode, region,
                      tol_sum, cycles)
@@ -221,14 +225,11 @@ def _blend_round(
     out: Tensor, original: Tensor, mask: Tensor, diff: Tensor | None, source: Tensor, src_index: Tensor,
     src_box: Tensor, scale: Tensor, box: Tensor, mode: Tensor, region: Tensor | None, tol_sum: float, cycles: int,
 ) -> None:
-    """One round of :func:`poisson_blend_reference`: ``src_box`` (B, 4), ``scale`` (B, 2), ``box`` (B, 4)."""
+    """One round of :func:`poisson_blend_reference`: ``src_box`` (B, 4), ``scale`` (B, 2), ``box`` (B, 4); ``source``
+    and ``original`` float32."""
     batch, channels, height, width = out.shape
     if batch == 0 or int(box[:, 2].max()) == 0:
         return
-    if source.dtype == torch.uint8:
-        source = unit_float(source)
-    if original.dtype == torch.uint8:
-        original = unit_float(original)
     hp, wp = int(box[:, 2].max()), int(box[:, 3].max())
     rows, cols, inside = _canvas_index(box, hp, wp, height, width)
     bi = torch.arange(batch, device=out.device).view(batch, 1, 1).expand(batch, hp, wp)

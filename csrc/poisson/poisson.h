@@ -82,22 +82,24 @@ ANOFAST_POISSON_INLINE void to_split(const Level& L, const T* v, std::vector<T>*
     if (L.w & 1) even[L.w / 2] = row[L.w - 1];
   }
 }
-ANOFAST_POISSON_INLINE void from_split(const Level& L, const std::vector<float>* src, float* v) {
-  for (int64_t i = 0; i < L.h; ++i) {
-    float* row = v + i * L.w;
-    const float* even = src[i & 1].data() + i * L.s + 1;
-    const float* odd = src[(i + 1) & 1].data() + i * L.s + 1;
-    for (int64_t q = 0; q < L.w / 2; ++q) {
-      row[2 * q] = even[q];
-      row[2 * q + 1] = odd[q];
-    }
-    if (L.w & 1) row[L.w - 1] = even[L.w / 2];
+ANOFAST_POISSON_INLINE void merge_row(const Level& L, int64_t i, const std::vector<float>* src, float* row) {
+  const float* even = src[i & 1].data() + i * L.s + 1;
+  const float* odd = src[(i + 1) & 1].data() + i * L.s + 1;
+  for (int64_t q = 0; q < L.w / 2; ++q) {
+    row[2 * q] = even[q];
+    row[2 * q + 1] = odd[q];
   }
+  if (L.w & 1) row[L.w - 1] = even[L.w / 2];
+}
+ANOFAST_POISSON_INLINE void from_split(const Level& L, const std::vector<float>* src, float* v) {
+  for (int64_t i = 0; i < L.h; ++i) merge_row(L, i, src, v + i * L.w);
 }
 
-// The update of one colour-c cell at split index k of a row with parity p: the reference's Gauss-Seidel value
-// (smooth) or residual, from the other colour o.
-#define ANOFAST_POISSON_SUM(o, b, k, s, p) ((b)[k] + (((o)[(k) - (s)] + (o)[(k) + (s)]) + ((o)[(k) - 1 + (p)] + (o)[(k) + (p)])))
+// b + (the sum of the 4 neighbours) of the colour cell at split index k of a row with parity p, the neighbours
+// read from the other colour o: the reference's expression, shared by the smoother and the residual.
+inline float neighbour_sum(const float* o, const float* b, int64_t k, int64_t s, int64_t p) {
+  return b[k] + ((o[k - s] + o[k + s]) + (o[k - 1 + p] + o[k + p]));
+}
 
 inline void smooth_colour(Level& L, int c) {
   const int64_t s = L.s;
@@ -108,7 +110,7 @@ inline void smooth_colour(Level& L, int c) {
   for (int64_t i = 1; i < L.h - 1; ++i) {
     const int64_t k0 = i * s + 1, p = (i + c) & 1;
     for (int64_t k = k0; k < k0 + L.hw; ++k) {
-      const float t = ANOFAST_POISSON_SUM(o, b, k, s, p) * 0.25f;
+      const float t = neighbour_sum(o, b, k, s, p) * 0.25f;
       x[k] = m[k] ? t : x[k];
     }
   }
@@ -126,7 +128,7 @@ inline void residual_colour(Level& L, int c) {
   for (int64_t i = 1; i < L.h - 1; ++i) {
     const int64_t k0 = i * s + 1, p = (i + c) & 1;
     for (int64_t k = k0; k < k0 + L.hw; ++k) {
-      const float v = ANOFAST_POISSON_SUM(o, b, k, s, p) - 4.0f * x[k];
+      const float v = neighbour_sum(o, b, k, s, p) - 4.0f * x[k];
       r[k] = m[k] ? v : 0.0f;
     }
   }
@@ -144,18 +146,13 @@ inline void restrict_rows(const Level& F, Level& C) {
   }
 }
 
-// Coarse row I of the error in the natural layout, into e (zero beyond its C.w cells, up to `len`).
-inline void coarse_row(const Level& C, int64_t I, float* e, int64_t len) {
-  for (int64_t J = 0; J < C.w; ++J) e[J] = C.x[(I + J) & 1][C.at(I, J)];
-  std::fill(e + C.w, e + len, 0.0f);
-}
 
 // x += e[i / 2][j / 2] on the domain cells (piecewise-constant prolongation): a fine colour cell at position q has
 // j / 2 = q.
 inline void prolong_scalar(Level& L, const Level& C, std::vector<float>& erow) {
   erow.resize(L.rows_end());
   for (int64_t i = 1; i < L.h - 1; ++i) {
-    if (i == 1 || (i & 1) == 0) coarse_row(C, i / 2, erow.data(), L.rows_end());
+    if (i == 1 || (i & 1) == 0) merge_row(C, i / 2, C.x, erow.data());  // coarse row i / 2 of the error
     for (int c = 0; c < 2; ++c) {
       float* x = L.x[c].data() + i * L.s + 1;
       const uint8_t* m = L.m[c].data() + i * L.s + 1;
@@ -235,9 +232,9 @@ __attribute__((target("avx2"))) inline void restrict_rows_avx2(const Level& F, L
   }
 }
 
-// coarse_row for 16 columns at a time: column 2q of coarse row I is position q of colour I & 1, column 2q + 1 of the
-// other colour. Columns past C.w read cells off the domain or padding, whose error stays 0.
-__attribute__((target("avx2"))) inline void coarse_row_avx2(const Level& C, int64_t I, float* e, int64_t len) {
+// merge_row of the coarse error for 16 columns at a time: column 2q of coarse row I is position q of colour I & 1,
+// column 2q + 1 of the other colour. Columns past C.w read padding; the fine cells they meet are off the domain.
+__attribute__((target("avx2"))) inline void merge_coarse_row_avx2(const Level& C, int64_t I, float* e, int64_t len) {
   const float* ev = C.x[I & 1].data() + I * C.s + 1;
   const float* od = C.x[(I + 1) & 1].data() + I * C.s + 1;
   for (int64_t J = 0; J < len; J += 16) {
@@ -250,9 +247,9 @@ __attribute__((target("avx2"))) inline void coarse_row_avx2(const Level& C, int6
 
 __attribute__((target("avx2"))) inline void prolong_avx2(Level& L, const Level& C, std::vector<float>& erow) {
   const int64_t V = L.rows_end();
-  erow.resize(V + 16);  // coarse_row_avx2 writes whole blocks of 16
+  erow.resize(V + 16);  // merge_coarse_row_avx2 writes whole blocks of 16
   for (int64_t i = 1; i < L.h - 1; ++i) {
-    if (i == 1 || (i & 1) == 0) coarse_row_avx2(C, i / 2, erow.data(), V);
+    if (i == 1 || (i & 1) == 0) merge_coarse_row_avx2(C, i / 2, erow.data(), V);
     for (int c = 0; c < 2; ++c) {
       float* x = L.x[c].data() + i * L.s + 1;
       const uint8_t* m = L.m[c].data() + i * L.s + 1;
@@ -266,48 +263,31 @@ __attribute__((target("avx2"))) inline void prolong_avx2(Level& L, const Level& 
 }
 #endif
 
+#ifndef ANOFAST_X86_SIMD
+// One copy of each loop where there is no AVX2 one (avx2 is then always false).
+inline void smooth_colour_avx2(Level& L, int c) { smooth_colour(L, c); }
+inline void residual_colour_avx2(Level& L, int c) { residual_colour(L, c); }
+inline void restrict_rows_avx2(const Level& F, Level& C) { restrict_rows(F, C); }
+inline void prolong_avx2(Level& L, const Level& C, std::vector<float>& erow) { prolong_scalar(L, C, erow); }
+#endif
+
 // `sweeps` red-black sweeps (red, then black) over the interior rows.
 inline void smooth(Level& L, int sweeps, bool avx2) {
   if (L.h < 3 || L.w < 3) return;
-  for (int k = 0; k < sweeps; ++k) {
-    for (int c = 0; c < 2; ++c) {
-#ifdef ANOFAST_X86_SIMD
-      if (avx2) {
-        smooth_colour_avx2(L, c);
-        continue;
-      }
-#endif
-      smooth_colour(L, c);
-    }
-  }
+  for (int k = 0; k < sweeps; ++k)
+    for (int c = 0; c < 2; ++c) avx2 ? smooth_colour_avx2(L, c) : smooth_colour(L, c);
 }
 
 // Residual of level F restricted into the right-hand side of level C (whose error is reset to 0).
 inline void restrict_residual(Level& F, Level& C, bool avx2) {
-  for (int c = 0; c < 2; ++c) {
-#ifdef ANOFAST_X86_SIMD
-    if (avx2) {
-      residual_colour_avx2(F, c);
-      continue;
-    }
-#endif
-    residual_colour(F, c);
-  }
-#ifdef ANOFAST_X86_SIMD
-  if (avx2) restrict_rows_avx2(F, C);
-  else restrict_rows(F, C);
-#else
-  restrict_rows(F, C);
-#endif
+  for (int c = 0; c < 2; ++c) avx2 ? residual_colour_avx2(F, c) : residual_colour(F, c);
+  avx2 ? restrict_rows_avx2(F, C) : restrict_rows(F, C);
   std::fill(C.x[0].begin(), C.x[0].end(), 0.0f);
   std::fill(C.x[1].begin(), C.x[1].end(), 0.0f);
 }
 
 inline void prolong(Level& L, const Level& C, std::vector<float>& erow, bool avx2) {
-#ifdef ANOFAST_X86_SIMD
-  if (avx2) return prolong_avx2(L, C, erow);
-#endif
-  prolong_scalar(L, C, erow);
+  avx2 ? prolong_avx2(L, C, erow) : prolong_scalar(L, C, erow);
 }
 
 inline void vcycle(Workspace& ws, size_t l, bool avx2) {
@@ -365,8 +345,6 @@ inline void setup_levels(Workspace& ws, int nlev, int64_t h, int64_t w, const ui
     }
     to_split(L, L.nat.data(), L.m);
   }
-  const size_t n0 = static_cast<size_t>(h * w);
-  if (ws.nat.size() < 2 * n0) ws.nat.resize(2 * n0);
 }
 
 ANOFAST_POISSON_INLINE float edge(float sp, float sq, float dp, float dq, bool mixed) {
@@ -414,6 +392,11 @@ __attribute__((target("avx2"))) inline void init_rows_avx2(const float* d, const
     _mm256_storeu_ps(x + k, _mm256_blendv_ps(d0, s0, m));
   }
   init_rows(d, s, dom, b, x, end, k1, w, mixed);
+}
+#else
+inline void init_rows_avx2(const float* d, const float* s, const uint8_t* dom, float* b, float* x, int64_t k0,
+                           int64_t k1, int64_t w, bool mixed) {
+  init_rows(d, s, dom, b, x, k0, k1, w, mixed);
 }
 #endif
 
@@ -528,6 +511,7 @@ ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, Image 
   ws.dest.resize(C * n);
   ws.sol.resize(C * n);
   ws.src.resize(C * n);
+  ws.nat.resize(2 * n);
   if (img.u8) {  // the rectangle converted once; resample then indexes it as its own (C, sh, sw) image
     rect_to_float(ws.rect, img.u8, C, hs, wsz, sbox[0], sbox[1], sbox[2], sbox[3]);
     resample(ws.src.data(), ws.rect.data(), C, sbox[2], sbox[3], 0, 0, sbox[2], sbox[3], scy, scx, h, w);
@@ -549,12 +533,8 @@ ANOFAST_POISSON_CLONES inline void blend_patch(Workspace& ws, float* out, Image 
     std::fill(nb, nb + n, 0.0f);
     std::memcpy(nx, d, sizeof(float) * n);
     if (h >= 3) {
-#ifdef ANOFAST_X86_SIMD
-      if (avx2) init_rows_avx2(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
-      else init_rows(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
-#else
-      init_rows(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
-#endif
+      avx2 ? init_rows_avx2(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed)
+           : init_rows(d, s, dom, nb, nx, w, (h - 1) * w, w, mixed);
     }
     to_split(L0, nb, L0.b);
     to_split(L0, nx, L0.x);
